@@ -1,0 +1,113 @@
+using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Methods.Lora;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.LabelTuning.Methods;
+
+/// <summary>
+/// The frozen LLaMA decoder, an optional input adapter, and a label head: the shape of Hugging Face's
+/// LlamaForSequenceClassification (keys <c>model.*</c> and <c>score.weight</c>), pooled over the attention mask.
+/// In token mode (NER) the head scores every real token instead of the pooled state.
+/// </summary>
+internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>
+{
+    [ComponentName(Name = "model")] private readonly LlamaModel _model;
+    [ComponentName(Name = "score")] private readonly Linear _score;
+    private readonly IInputAdapter _adapter;
+
+    public LlamaSequenceClassifier(LlamaModel model, int classCount, IInputAdapter? adapter, Pooling pooling, bool causal, bool tokenLevel)
+        : base(nameof(LlamaSequenceClassifier))
+    {
+        _model = model;
+        var reference = model.EmbedTokens.weight!;
+        _score = Linear(model.Config.HiddenSize, classCount, hasBias: false, device: reference.device, dtype: reference.dtype);
+        _adapter = adapter ?? TokenInputAdapter.Instance;
+        Pooling = pooling;
+        Causal = causal;
+        TokenLevel = tokenLevel;
+        ClassCount = classCount;
+        RegisterComponents();
+        if (_adapter is Module adapterModule)
+        {
+            register_module("adapter", adapterModule);
+        }
+    }
+
+    /// <summary>Gets the decoder.</summary>
+    public LlamaModel Model => _model;
+
+    /// <summary>Gets the label head (HF key <c>score.weight</c>).</summary>
+    public Linear Score => _score;
+
+    /// <summary>Gets the input adapter.</summary>
+    public IInputAdapter Adapter => _adapter;
+
+    /// <summary>Gets the pooling rule.</summary>
+    public Pooling Pooling { get; }
+
+    /// <summary>Gets whether attention is causal (false: LS-unLLaMA's bidirectional attention).</summary>
+    public bool Causal { get; }
+
+    /// <summary>Gets whether the head scores each token (NER) rather than the pooled sequence.</summary>
+    public bool TokenLevel { get; }
+
+    /// <summary>Gets the number of classes.</summary>
+    public int ClassCount { get; }
+
+    /// <summary>
+    /// The trainable parameters, chosen by module type: LoRA factors, the input adapter's parameters, and the head,
+    /// which is always trained.
+    /// </summary>
+    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters()
+    {
+        var result = new List<(string, Parameter)>();
+        foreach (var (name, module) in named_modules())
+        {
+            if (module is LoraLinear lora)
+            {
+                var i = 0;
+                foreach (var parameter in lora.AdapterParameters)
+                {
+                    result.Add(($"{name}.{(i++ == 0 ? "lora_A" : "lora_B")}.weight", parameter));
+                }
+            }
+        }
+
+        result.AddRange(_adapter.TrainableParameters.Select(p => ($"adapter.{p.Name}", p.Parameter)));
+        result.Add(("score.weight", _score.weight!));
+        return result;
+    }
+
+    /// <summary>Freezes everything, then unfreezes the trainable parameters.</summary>
+    public void FreezeBase()
+    {
+        foreach (var parameter in parameters())
+        {
+            parameter.requires_grad = false;
+        }
+
+        foreach (var (_, parameter) in TrainableParameters())
+        {
+            parameter.requires_grad = true;
+        }
+    }
+
+    /// <summary>Sequence mode: [B, K] logits. Token mode: [B, T, K] logits for the T real-token positions.</summary>
+    public override Tensor forward(TokenBatch batch)
+    {
+        var adapted = _adapter.Adapt(_model, batch.InputIds, batch.AttentionMask, Causal);
+        var hidden = _model.forward(adapted.Input).LastHiddenState; // [B, V + T, D]
+        if (TokenLevel)
+        {
+            var tokens = hidden.narrow(1, adapted.VirtualTokens, batch.InputIds.shape[1]); // [B, T, D]
+            return _score.forward(tokens); // [B, T, K]
+        }
+
+        var pooled = PoolingOps.Apply(hidden, adapted.PoolingMask, Pooling); // [B, D]
+        return _score.forward(pooled); // [B, K]
+    }
+}

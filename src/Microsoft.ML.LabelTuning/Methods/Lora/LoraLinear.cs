@@ -1,0 +1,63 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
+
+namespace Microsoft.ML.LabelTuning.Methods.Lora;
+
+/// <summary>
+/// A frozen linear layer plus a trainable low-rank update (Hu et al. 2021): y = W x + b + (alpha / r) · B A dropout(x).
+/// State-dict keys match Hugging Face and PEFT: <c>weight</c> (and <c>bias</c>) of the base layer, then
+/// <c>lora_A.weight</c> [r, in] and <c>lora_B.weight</c> [out, r]. A is Kaiming-uniform and B zero, so training
+/// starts from the base model's function, as in PEFT.
+/// </summary>
+internal sealed class LoraLinear : Module<Tensor, Tensor>
+{
+    [ComponentName(Name = "weight")] private readonly Parameter _weight;
+    [ComponentName(Name = "bias")] private readonly Parameter? _bias;
+    [ComponentName(Name = "lora_A")] private readonly Linear _loraA;
+    [ComponentName(Name = "lora_B")] private readonly Linear _loraB;
+    [ComponentName(Name = "lora_dropout")] private readonly Dropout _dropout;
+    private readonly double _scaling;
+    private readonly double _dropoutRate;
+
+    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRsLora = false)
+        : base(nameof(LoraLinear))
+    {
+        var outFeatures = baseLayer.weight!.shape[0];
+        var inFeatures = baseLayer.weight.shape[1];
+        _weight = new Parameter(baseLayer.weight.detach(), requires_grad: false);
+        _bias = baseLayer.bias is null ? null : new Parameter(baseLayer.bias.detach(), requires_grad: false);
+        var device = baseLayer.weight.device;
+        var dtype = baseLayer.weight.dtype;
+        _loraA = Linear(inFeatures, rank, hasBias: false, device: device, dtype: dtype);
+        _loraB = Linear(rank, outFeatures, hasBias: false, device: device, dtype: dtype);
+        using (no_grad())
+        {
+            init.kaiming_uniform_(_loraA.weight!, a: Math.Sqrt(5));
+            init.zeros_(_loraB.weight!);
+        }
+
+        _dropout = Dropout(dropout);
+        _dropoutRate = dropout;
+        Rank = rank;
+        _scaling = useRsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
+        RegisterComponents();
+    }
+
+    /// <summary>Gets the rank r.</summary>
+    public int Rank { get; }
+
+    /// <summary>Gets the scale applied to the low-rank update.</summary>
+    public double Scaling => _scaling;
+
+    /// <summary>Gets the trainable low-rank factors.</summary>
+    public IEnumerable<Parameter> AdapterParameters => [_loraA.weight!, _loraB.weight!];
+
+    public override Tensor forward(Tensor x) // [..., in] -> [..., out]
+    {
+        var result = functional.linear(x, _weight, _bias);
+        var input = _dropoutRate > 0 ? _dropout.forward(x) : x;
+        return result.add_(_loraB.forward(_loraA.forward(input)), alpha: _scaling);
+    }
+}

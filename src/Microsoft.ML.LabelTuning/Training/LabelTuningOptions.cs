@@ -1,0 +1,151 @@
+namespace Microsoft.ML.LabelTuning.Training;
+
+/// <summary>
+/// Options every label-tuning trainer shares: where the base model is, which columns to read, and how to train.
+/// Trainers never write into this object; derived values live in an internal plan.
+/// </summary>
+public abstract class LabelTuningOptions
+{
+    /// <summary>
+    /// Folder of a Hugging Face LLaMA-family model: config.json, model.safetensors (or a sharded
+    /// model.safetensors.index.json) and tokenizer.model or tokenizer.json. Required.
+    /// </summary>
+    public string ModelPath { get; set; } = string.Empty;
+
+    /// <summary>Name of the label column. Multiclass trainers need Key&lt;UInt32&gt; (use MapValueToKey); binary trainers need Boolean. Default "Label".</summary>
+    public string LabelColumnName { get; set; } = DefaultColumnNames.Label;
+
+    /// <summary>Name of the text column (String). Default "Text".</summary>
+    public string TextColumnName { get; set; } = "Text";
+
+    /// <summary>Optional second text column for sentence pairs (as in NLI). Default null.</summary>
+    public string? SecondTextColumnName { get; set; }
+
+    /// <summary>Name of the output score column. Default "Score".</summary>
+    public string ScoreColumnName { get; set; } = DefaultColumnNames.Score;
+
+    /// <summary>Name of the output predicted-label column. Default "PredictedLabel".</summary>
+    public string PredictedLabelColumnName { get; set; } = DefaultColumnNames.PredictedLabel;
+
+    /// <summary>Tokens per example, special tokens included; longer inputs are truncated (and counted). 8 to 32768. Default 256.</summary>
+    public int MaxSequenceLength { get; set; } = 256;
+
+    /// <summary>How inputs longer than <see cref="MaxSequenceLength"/> are cut. Default <see cref="Truncation.Head"/>.</summary>
+    public Truncation Truncation { get; set; } = Truncation.Head;
+
+    /// <summary>Examples per optimizer micro-batch. Positive. Default 8.</summary>
+    public int BatchSize { get; set; } = 8;
+
+    /// <summary>Passes over the training data. Positive. Default 3.</summary>
+    public int Epochs { get; set; } = 3;
+
+    /// <summary>Peak learning rate of AdamW. Positive. Default 1e-4.</summary>
+    public double LearningRate { get; set; } = 1e-4;
+
+    /// <summary>Decoupled AdamW weight decay; not applied to biases, norms or embeddings. Non-negative. Default 0.01.</summary>
+    public double WeightDecay { get; set; } = 0.01;
+
+    /// <summary>Fraction of all optimizer steps spent warming up linearly; the rest decays linearly to zero. 0 to 1. Default 0.1.</summary>
+    public double WarmupRatio { get; set; } = 0.1;
+
+    /// <summary>Micro-batches whose gradients are summed before each optimizer step. Positive. Default 1.</summary>
+    public int GradientAccumulationSteps { get; set; } = 1;
+
+    /// <summary>Gradients are clipped to this global L2 norm; 0 disables clipping. Non-negative. Default 1.0.</summary>
+    public double MaxGradientNorm { get; set; } = 1.0;
+
+    /// <summary>Optional validation data, scored after every epoch. Needed for early stopping. Default null.</summary>
+    public IDataView? ValidationSet { get; set; }
+
+    /// <summary>Epochs without a validation-loss improvement before training stops (the best epoch's weights are kept); 0 disables. Default 0.</summary>
+    public int EarlyStoppingPatience { get; set; }
+
+    /// <summary>Seed for initialisation, shuffling and dropout. Null takes the MLContext's seed (or 0). Default null.</summary>
+    public int? Seed { get; set; }
+
+    /// <summary>Optional per-class loss weights, one per class in key order, each positive. Default null (uniform).</summary>
+    public float[]? ClassWeights { get; set; }
+
+    /// <summary>Receives progress after each optimizer step and each validation. Default null.</summary>
+    public IProgress<TrainingProgress>? Progress { get; set; }
+
+    /// <summary>Stops training at the next step; with <see cref="CheckpointFolder"/> set, a checkpoint is written first. Default none.</summary>
+    public CancellationToken CancellationToken { get; set; }
+
+    /// <summary>Folder for training checkpoints (written atomically); when it holds one from the same run, training resumes from it. Default null.</summary>
+    public string? CheckpointFolder { get; set; }
+
+    /// <summary>Optimizer steps between checkpoints (an epoch's end always writes one). Positive. Default 200.</summary>
+    public int CheckpointEverySteps { get; set; } = 200;
+
+    /// <summary>When true, the saved model embeds the base model's weights, config and tokenizer, so the zip is self-contained. Default false.</summary>
+    public bool EmbedBaseModel { get; set; }
+
+    /// <summary>Compute dtype: "float32" (default), "bfloat16" or "float16". Low precision is meant for CUDA; on CPU bf16 is correct but very slow.</summary>
+    public string Dtype { get; set; } = "float32";
+
+    internal virtual void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(ModelPath))
+        {
+            throw new ArgumentException("ModelPath must name a Hugging Face model folder.", nameof(ModelPath));
+        }
+
+        RequireColumnName(LabelColumnName, nameof(LabelColumnName));
+        RequireColumnName(TextColumnName, nameof(TextColumnName));
+        RequireColumnName(ScoreColumnName, nameof(ScoreColumnName));
+        RequireColumnName(PredictedLabelColumnName, nameof(PredictedLabelColumnName));
+        if (SecondTextColumnName is not null)
+        {
+            RequireColumnName(SecondTextColumnName, nameof(SecondTextColumnName));
+        }
+
+        Require(MaxSequenceLength is >= 8 and <= 32768, nameof(MaxSequenceLength), MaxSequenceLength, "must be between 8 and 32768");
+        Require(BatchSize > 0, nameof(BatchSize), BatchSize, "must be positive");
+        Require(Epochs > 0, nameof(Epochs), Epochs, "must be positive");
+        Require(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive finite number");
+        Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, "must be non-negative");
+        Require(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be between 0 and 1");
+        Require(GradientAccumulationSteps > 0, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive");
+        Require(MaxGradientNorm >= 0 && double.IsFinite(MaxGradientNorm), nameof(MaxGradientNorm), MaxGradientNorm, "must be non-negative (0 disables clipping)");
+        Require(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be non-negative");
+        Require(CheckpointEverySteps > 0, nameof(CheckpointEverySteps), CheckpointEverySteps, "must be positive");
+        if (EarlyStoppingPatience > 0 && ValidationSet is null)
+        {
+            throw new ArgumentException("EarlyStoppingPatience needs a ValidationSet to measure improvement.", nameof(EarlyStoppingPatience));
+        }
+
+        if (ClassWeights is not null && ClassWeights.Any(w => !(w > 0) || !float.IsFinite(w)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(ClassWeights), "Every class weight must be a positive finite number.");
+        }
+
+        _ = Runtime.DeviceSelection.ParseDtype(Dtype);
+    }
+
+    private protected static void Require(bool condition, string name, object value, string rule)
+    {
+        if (!condition)
+        {
+            throw new ArgumentOutOfRangeException(name, value, $"{name} {rule} but is {value}.");
+        }
+    }
+
+    private static void RequireColumnName(string? name, string option)
+    {
+        if (string.IsNullOrWhiteSpace(name))
+        {
+            throw new ArgumentException($"{option} must name a column.", option);
+        }
+    }
+}
+
+/// <summary>How inputs longer than the maximum sequence length are cut.</summary>
+public enum Truncation
+{
+    /// <summary>Keep the first tokens.</summary>
+    Head,
+
+    /// <summary>Keep the first quarter and the last three quarters of the budget (often better for reviews).</summary>
+    HeadTail,
+}

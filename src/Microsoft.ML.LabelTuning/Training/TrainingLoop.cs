@@ -1,0 +1,425 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Training;
+
+/// <summary>Everything the loop needs beyond the model and the data, derived once from the user's options.</summary>
+internal sealed record TrainingPlan(
+    int BatchSize,
+    int Epochs,
+    double LearningRate,
+    double WeightDecay,
+    double WarmupRatio,
+    int GradientAccumulationSteps,
+    double MaxGradientNorm,
+    int EarlyStoppingPatience,
+    int Seed,
+    float[]? ClassWeights,
+    int PadId,
+    Device Device,
+    IProgress<TrainingProgress>? Progress,
+    CancellationToken CancellationToken,
+    string? CheckpointFolder,
+    int CheckpointEverySteps,
+    string RunFingerprint,
+    IReadOnlyDictionary<string, double>? GroupLearningRateScales = null);
+
+/// <summary>What training produced, for the model card and the benchmarks.</summary>
+internal sealed record TrainingSummary(long Steps, int EpochsRun, double FinalLoss, double? BestValidationLoss, double TokensPerSecond, long TrainableParameters, bool Resumed);
+
+/// <summary>
+/// The shared training loop: length-grouped batches with dynamic padding, AdamW with warmup then linear decay,
+/// gradient accumulation and clipping, per-epoch validation with early stopping, atomic checkpoints with exact resume,
+/// cancellation, and progress reports. One dispose scope per step.
+/// </summary>
+internal static class TrainingLoop
+{
+    private const string CheckpointTensors = "checkpoint.safetensors";
+    private const string CheckpointState = "checkpoint.json";
+
+    public static TrainingSummary Run(
+        LlamaSequenceClassifier model,
+        IReadOnlyList<Example> train,
+        IReadOnlyList<Example>? validation,
+        TrainingPlan plan,
+        IChannel? channel)
+    {
+        if (train.Count == 0)
+        {
+            throw new InvalidOperationException("The training data has no labelled rows.");
+        }
+
+        model.FreezeBase();
+        var trainable = model.TrainableParameters();
+        var groups = BuildGroups(trainable, plan);
+        using var optimizer = new AdamW(groups);
+        var lengths = train.Select(e => e.Ids.Length).ToArray();
+        var batchesPerEpoch = (train.Count + plan.BatchSize - 1) / plan.BatchSize;
+        var stepsPerEpoch = (batchesPerEpoch + plan.GradientAccumulationSteps - 1) / plan.GradientAccumulationSteps;
+        var totalSteps = (long)stepsPerEpoch * plan.Epochs;
+        var schedule = new LearningRateSchedule(plan.LearningRate, totalSteps, plan.WarmupRatio);
+        var classWeights = plan.ClassWeights is null ? null : tensor(plan.ClassWeights).to(plan.Device);
+
+        var state = new LoopState();
+        var resumed = TryResume(plan, trainable, optimizer, state, channel);
+        var best = state.BestValidationLoss;
+        Dictionary<string, Tensor>? bestWeights = null;
+        var clock = Stopwatch.StartNew();
+        long tokensThisRun = 0;
+        var lastLoss = double.NaN;
+
+        try
+        {
+            for (var epoch = state.Epoch; epoch < plan.Epochs; epoch++)
+            {
+                model.train();
+                var batches = LengthGroupedBatcher.Plan(lengths, plan.BatchSize, plan.Seed, epoch);
+                var batchIndex = epoch == state.Epoch ? state.BatchInEpoch : 0;
+                while (batchIndex < batches.Count)
+                {
+                    plan.CancellationToken.ThrowIfCancellationRequested();
+                    var stepClock = Stopwatch.StartNew();
+                    var micro = Math.Min(plan.GradientAccumulationSteps, batches.Count - batchIndex);
+                    double stepLoss = 0;
+                    long stepTokens = 0;
+                    for (var m = 0; m < micro; m++)
+                    {
+                        using var scope = NewDisposeScope();
+                        random.manual_seed(plan.Seed + (state.Step * 1009) + m); // dropout depends only on the step: exact resume
+                        var examples = batches[batchIndex + m].Select(i => train[i]).ToList();
+                        var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
+                        var loss = ComputeLoss(model, batch, examples, classWeights) / micro;
+                        loss.backward();
+                        var value = loss.item<float>() * micro;
+                        if (!float.IsFinite(value))
+                        {
+                            throw new InvalidOperationException(
+                                $"The training loss became {value} at step {state.Step + 1} (epoch {epoch + 1}). Likely causes: a learning rate " +
+                                $"too high ({plan.LearningRate}), float16 overflow, or corrupt base weights. Lower LearningRate or use float32.");
+                        }
+
+                        stepLoss += value / micro;
+                        stepTokens += batch.TokenCount;
+                    }
+
+                    if (plan.MaxGradientNorm > 0)
+                    {
+                        nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), plan.MaxGradientNorm);
+                    }
+
+                    var lr = schedule.At(state.Step);
+                    optimizer.Step(lr);
+                    optimizer.ZeroGrad();
+                    batchIndex += micro;
+                    state.Step++;
+                    state.Epoch = epoch;
+                    state.BatchInEpoch = batchIndex;
+                    tokensThisRun += stepTokens;
+                    lastLoss = stepLoss;
+
+                    var elapsed = clock.Elapsed;
+                    var stepsThisRun = state.Step - state.StartStep;
+                    var remaining = TimeSpan.FromTicks(stepsThisRun == 0 ? 0 : elapsed.Ticks / stepsThisRun * (totalSteps - state.Step));
+                    var report = new TrainingProgress(epoch + 1, plan.Epochs, state.Step, totalSteps, stepLoss, lr,
+                        stepTokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds), elapsed, remaining);
+                    plan.Progress?.Report(report);
+                    if (state.Step % 10 == 0 || state.Step == totalSteps)
+                    {
+                        channel?.Info($"epoch {epoch + 1}/{plan.Epochs} step {state.Step}/{totalSteps} loss {stepLoss:F4} lr {lr:G3} {report.TokensPerSecond:F0} tok/s");
+                    }
+
+                    if (plan.CheckpointFolder is not null && state.Step % plan.CheckpointEverySteps == 0 && batchIndex < batches.Count)
+                    {
+                        WriteCheckpoint(plan, trainable, optimizer, state);
+                    }
+                }
+
+                state.Epoch = epoch + 1;
+                state.BatchInEpoch = 0;
+                if (validation is { Count: > 0 })
+                {
+                    var (validLoss, accuracy) = Evaluate(model, validation, plan, classWeights);
+                    channel?.Info($"epoch {epoch + 1}: validation loss {validLoss:F4}, accuracy {accuracy:P2}");
+                    plan.Progress?.Report(new TrainingProgress(epoch + 1, plan.Epochs, state.Step, totalSteps, lastLoss, schedule.At(state.Step - 1),
+                        0, clock.Elapsed, TimeSpan.Zero, validLoss, accuracy));
+                    if (best is null || validLoss < best.Value)
+                    {
+                        best = validLoss;
+                        state.BestValidationLoss = validLoss;
+                        state.EpochsWithoutImprovement = 0;
+                        DisposeAll(bestWeights);
+                        bestWeights = Snapshot(trainable);
+                    }
+                    else
+                    {
+                        state.EpochsWithoutImprovement++;
+                    }
+                }
+
+                if (plan.CheckpointFolder is not null)
+                {
+                    WriteCheckpoint(plan, trainable, optimizer, state);
+                }
+
+                if (plan.EarlyStoppingPatience > 0 && state.EpochsWithoutImprovement >= plan.EarlyStoppingPatience)
+                {
+                    channel?.Info($"early stopping after epoch {epoch + 1}: no validation improvement for {plan.EarlyStoppingPatience} epoch(s)");
+                    break;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            if (plan.CheckpointFolder is not null)
+            {
+                WriteCheckpoint(plan, trainable, optimizer, state);
+                channel?.Info($"training cancelled at step {state.Step}; checkpoint written to '{plan.CheckpointFolder}'");
+            }
+
+            DisposeAll(bestWeights);
+            throw;
+        }
+
+        if (bestWeights is not null && plan.EarlyStoppingPatience > 0)
+        {
+            Restore(trainable, bestWeights);
+        }
+
+        DisposeAll(bestWeights);
+        classWeights?.Dispose();
+        model.eval();
+        return new TrainingSummary(state.Step, state.Epoch, lastLoss, best, tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
+            trainable.Sum(p => p.Parameter.numel()), resumed);
+    }
+
+    /// <summary>Cross-entropy over classes (sequence mode) or over labelled tokens (token mode).</summary>
+    public static Tensor ComputeLoss(LlamaSequenceClassifier model, TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights)
+    {
+        var logits = model.forward(batch);
+        if (model.TokenLevel)
+        {
+            var length = batch.InputIds.shape[1];
+            var labels = new long[examples.Count * length];
+            Array.Fill(labels, -100L);
+            for (var row = 0; row < examples.Count; row++)
+            {
+                var tokenLabels = examples[row].TokenLabels!;
+                for (var t = 0; t < tokenLabels.Length; t++)
+                {
+                    labels[(row * length) + t] = tokenLabels[t];
+                }
+            }
+
+            var target = tensor(labels, [examples.Count * length]).to(logits.device);
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target, weight: classWeights, ignore_index: -100); // [B*T, K]
+        }
+
+        var classes = tensor(examples.Select(e => (long)e.Label).ToArray()).to(logits.device);
+        return nn.functional.cross_entropy(logits, classes, weight: classWeights);
+    }
+
+    private static (double Loss, double Accuracy) Evaluate(LlamaSequenceClassifier model, IReadOnlyList<Example> data, TrainingPlan plan, Tensor? classWeights)
+    {
+        model.eval();
+        using var noGrad = no_grad();
+        double lossSum = 0;
+        long correct = 0, counted = 0;
+        var batches = LengthGroupedBatcher.Plan(data.Select(e => e.Ids.Length).ToArray(), plan.BatchSize, plan.Seed, 0, shuffle: false);
+        foreach (var indices in batches)
+        {
+            using var scope = NewDisposeScope();
+            var examples = indices.Select(i => data[i]).ToList();
+            var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
+            lossSum += ComputeLoss(model, batch, examples, classWeights).item<float>() * examples.Count;
+            if (!model.TokenLevel)
+            {
+                var predicted = model.forward(batch).argmax(1).cpu().data<long>().ToArray();
+                correct += predicted.Where((p, i) => p == examples[i].Label).Count();
+                counted += examples.Count;
+            }
+        }
+
+        model.train();
+        return (lossSum / data.Count, counted == 0 ? double.NaN : (double)correct / counted);
+    }
+
+    private static List<ParameterGroup> BuildGroups(IReadOnlyList<(string Name, Parameter Parameter)> trainable, TrainingPlan plan)
+    {
+        // Weight decay applies to matrices, not to biases, norms or 1-D vectors (the usual exemption).
+        var groups = new List<ParameterGroup>();
+        foreach (var byScale in trainable.GroupBy(p => ScaleFor(p.Name, plan)))
+        {
+            var decayed = byScale.Where(p => p.Parameter.dim() >= 2).ToList();
+            var plain = byScale.Where(p => p.Parameter.dim() < 2).ToList();
+            if (decayed.Count > 0)
+            {
+                groups.Add(new ParameterGroup($"decay@{byScale.Key}", decayed, byScale.Key, plan.WeightDecay));
+            }
+
+            if (plain.Count > 0)
+            {
+                groups.Add(new ParameterGroup($"no_decay@{byScale.Key}", plain, byScale.Key, 0));
+            }
+        }
+
+        return groups;
+    }
+
+    private static double ScaleFor(string name, TrainingPlan plan)
+    {
+        if (plan.GroupLearningRateScales is null)
+        {
+            return 1.0;
+        }
+
+        foreach (var (prefix, scale) in plan.GroupLearningRateScales)
+        {
+            if (name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return scale;
+            }
+        }
+
+        return 1.0;
+    }
+
+    private static Dictionary<string, Tensor> Snapshot(IReadOnlyList<(string Name, Parameter Parameter)> trainable)
+        => trainable.ToDictionary(p => p.Name, p => p.Parameter.detach().clone().DetachFromDisposeScope());
+
+    private static void Restore(IReadOnlyList<(string Name, Parameter Parameter)> trainable, IReadOnlyDictionary<string, Tensor> weights)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in trainable)
+        {
+            parameter.copy_(weights[name]);
+        }
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? tensors)
+    {
+        if (tensors is null)
+        {
+            return;
+        }
+
+        foreach (var t in tensors.Values)
+        {
+            t.Dispose();
+        }
+    }
+
+    private sealed class LoopState
+    {
+        public long Step { get; set; }
+
+        public long StartStep { get; set; }
+
+        public int Epoch { get; set; }
+
+        public int BatchInEpoch { get; set; }
+
+        public double? BestValidationLoss { get; set; }
+
+        public int EpochsWithoutImprovement { get; set; }
+
+        public string Fingerprint { get; set; } = string.Empty;
+    }
+
+    private static void WriteCheckpoint(TrainingPlan plan, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer, LoopState state)
+    {
+        using var scope = NewDisposeScope();
+        Directory.CreateDirectory(plan.CheckpointFolder!);
+        var tensors = new Dictionary<string, Tensor>();
+        foreach (var (name, parameter) in trainable)
+        {
+            tensors[$"param.{name}"] = parameter.detach().cpu();
+        }
+
+        foreach (var (name, value) in optimizer.StateDict())
+        {
+            tensors[$"optim.{name}"] = value.cpu();
+        }
+
+        state.Fingerprint = plan.RunFingerprint;
+        // Tensors first, state last: the state file names the step its tensors belong to, so a kill between the two
+        // renames leaves a consistent older pair or is detected (the step is stored in both).
+        var metadata = new Dictionary<string, string> { ["step"] = state.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        SafeTensors.WriteFile(Path.Combine(plan.CheckpointFolder!, CheckpointTensors), tensors, metadata);
+        AtomicFile.WriteAllText(Path.Combine(plan.CheckpointFolder!, CheckpointState), JsonSerializer.Serialize(new CheckpointStateJson(
+            state.Step, state.Epoch, state.BatchInEpoch, optimizer.StepCount, state.BestValidationLoss, state.EpochsWithoutImprovement, plan.RunFingerprint)));
+    }
+
+    private static bool TryResume(TrainingPlan plan, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer, LoopState state, IChannel? channel)
+    {
+        if (plan.CheckpointFolder is null)
+        {
+            return false;
+        }
+
+        var statePath = Path.Combine(plan.CheckpointFolder, CheckpointState);
+        var tensorPath = Path.Combine(plan.CheckpointFolder, CheckpointTensors);
+        if (!File.Exists(statePath) || !File.Exists(tensorPath))
+        {
+            return false;
+        }
+
+        CheckpointStateJson saved;
+        try
+        {
+            saved = JsonSerializer.Deserialize<CheckpointStateJson>(File.ReadAllText(statePath))
+                ?? throw new InvalidDataException("empty");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"Checkpoint state '{statePath}' is not valid JSON: {ex.Message}", ex);
+        }
+
+        if (saved.Fingerprint != plan.RunFingerprint)
+        {
+            throw new InvalidOperationException(
+                $"The checkpoint in '{plan.CheckpointFolder}' belongs to a different run (other data, options or base model). " +
+                "Use an empty CheckpointFolder for a new run, or the same data and options to resume.");
+        }
+
+        using var scope = NewDisposeScope();
+        var (tensors, metadata) = SafeTensors.ReadFile(tensorPath);
+        if (!metadata.TryGetValue("step", out var step) || step != saved.Step.ToString(System.Globalization.CultureInfo.InvariantCulture))
+        {
+            throw new InvalidDataException($"Checkpoint '{tensorPath}' is for step {step ?? "?"} but '{statePath}' says step {saved.Step}; the checkpoint is inconsistent.");
+        }
+
+        using (no_grad())
+        {
+            foreach (var (name, parameter) in trainable)
+            {
+                if (!tensors.TryGetValue($"param.{name}", out var value))
+                {
+                    throw new InvalidDataException($"Checkpoint '{tensorPath}' has no tensor 'param.{name}'.");
+                }
+
+                parameter.copy_(value);
+            }
+        }
+
+        var optimizerState = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value);
+        optimizer.LoadStateDict(optimizerState, saved.OptimizerSteps);
+        state.Step = saved.Step;
+        state.StartStep = saved.Step;
+        state.Epoch = saved.Epoch;
+        state.BatchInEpoch = saved.BatchInEpoch;
+        state.BestValidationLoss = saved.BestValidationLoss;
+        state.EpochsWithoutImprovement = saved.EpochsWithoutImprovement;
+        channel?.Info($"resuming from checkpoint at step {saved.Step} (epoch {saved.Epoch + 1}, batch {saved.BatchInEpoch})");
+        return true;
+    }
+
+    private sealed record CheckpointStateJson(long Step, int Epoch, int BatchInEpoch, long OptimizerSteps, double? BestValidationLoss, int EpochsWithoutImprovement, string Fingerprint);
+}

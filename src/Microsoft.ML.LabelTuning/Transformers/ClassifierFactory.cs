@@ -1,0 +1,167 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Training;
+using Microsoft.ML.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Transformers;
+
+/// <summary>The kind of label a trainer learns.</summary>
+internal enum LabelKind
+{
+    /// <summary>Key&lt;UInt32&gt;, one class per row.</summary>
+    Key,
+
+    /// <summary>Boolean, two classes (false, true).</summary>
+    Boolean,
+}
+
+/// <summary>Fits and rebuilds classifiers: the part of every trainer that is not method-specific.</summary>
+internal static class ClassifierFactory
+{
+    /// <summary>Loads the base decoder and tokenizer of a Hugging Face model folder.</summary>
+    public static (LlamaModel Model, LlamaTextTokenizer Tokenizer) LoadBase(string folder, Device device, ScalarType dtype)
+    {
+        if (!Directory.Exists(folder))
+        {
+            throw new DirectoryNotFoundException($"Model folder '{folder}' was not found. ModelPath must name a Hugging Face model folder.");
+        }
+
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(folder);
+        var model = HfCheckpoint.LoadDecoder(folder, device, dtype);
+        return (model, tokenizer);
+    }
+
+    public static ClassifierRuntime Fit(
+        IHostEnvironment env,
+        LabelTuningOptions options,
+        TuningMethod method,
+        JsonElement settings,
+        IDataView data,
+        LabelKind labelKind)
+    {
+        var host = env.Register($"LabelTuning.{method}");
+        using var channel = host.Start("Training");
+        var schema = data.Schema;
+        ColumnReader.RequireTextColumn(schema, options.TextColumnName, "text");
+        if (options.SecondTextColumnName is not null)
+        {
+            ColumnReader.RequireTextColumn(schema, options.SecondTextColumnName, "second text");
+        }
+
+        LabelClasses classes;
+        List<(TextInput Input, int Label)> rows;
+        if (labelKind == LabelKind.Key)
+        {
+            classes = ColumnReader.RequireKeyLabel(schema, options.LabelColumnName);
+            rows = ColumnReader.ReadKeyLabeled(data, options.TextColumnName, options.SecondTextColumnName, options.LabelColumnName);
+        }
+        else
+        {
+            ColumnReader.RequireBooleanLabel(schema, options.LabelColumnName);
+            classes = new LabelClasses(["False", "True"], null);
+            rows = ColumnReader.ReadBooleanLabeled(data, options.TextColumnName, options.SecondTextColumnName, options.LabelColumnName);
+        }
+
+        if (options.ClassWeights is not null && options.ClassWeights.Length != classes.Count)
+        {
+            throw new ArgumentException(
+                $"ClassWeights has {options.ClassWeights.Length} entries but column '{options.LabelColumnName}' has {classes.Count} classes.", nameof(options));
+        }
+
+        var internalEnv = env as IHostEnvironmentInternal;
+        var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
+        var dtype = DeviceSelection.ParseDtype(options.Dtype);
+        var seed = options.Seed ?? internalEnv?.Seed ?? 0;
+        var (model, tokenizer) = LoadBase(options.ModelPath, device, dtype);
+        var encoder = new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation);
+
+        var train = Encode(rows, encoder, channel, "training", out var missing);
+        if (missing > 0)
+        {
+            channel.Warning($"{missing} training row(s) have a missing label (key 0) and were skipped.");
+        }
+
+        if (train.Count == 0)
+        {
+            throw new ArgumentException($"The training data has no rows with a label in column '{options.LabelColumnName}'.", nameof(data));
+        }
+
+        if (train.Select(e => e.Label).Distinct().Count() < 2)
+        {
+            channel.Warning($"Every training row has the same label; the classifier cannot learn to tell classes apart.");
+        }
+
+        List<Example>? validation = null;
+        if (options.ValidationSet is { } validationSet)
+        {
+            var validRows = labelKind == LabelKind.Key
+                ? ColumnReader.ReadKeyLabeled(validationSet, options.TextColumnName, options.SecondTextColumnName, options.LabelColumnName)
+                : ColumnReader.ReadBooleanLabeled(validationSet, options.TextColumnName, options.SecondTextColumnName, options.LabelColumnName);
+            validation = Encode(validRows, encoder, channel, "validation", out _);
+        }
+
+        random.manual_seed(seed);
+        var classifier = TuningMethodRegistry.Get(method).Build(model, classes.Count, settings, tokenLevel: false);
+        var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
+        var plan = new TrainingPlan(
+            options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
+            options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
+            encoder.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
+            RunFingerprint(method, settings, options, train, baseSha));
+        var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
+        channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
+
+        var description = new ClassifierDescription(
+            method, settings, classes.Names.ToArray(), options.TextColumnName, options.SecondTextColumnName, options.MaxSequenceLength,
+            options.Truncation, options.BatchSize, TokenLevel: false, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
+            options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(Path.GetFileName).ToArray()! : [],
+            options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
+        return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = classes.KeyValues, LastTraining = summary };
+    }
+
+    private static List<Example> Encode(List<(TextInput Input, int Label)> rows, TextEncoder encoder, IChannel channel, string what, out int missing)
+    {
+        var examples = new List<Example>(rows.Count);
+        var truncated = 0;
+        missing = 0;
+        foreach (var (input, label) in rows)
+        {
+            if (label < 0)
+            {
+                missing++;
+                continue;
+            }
+
+            examples.Add(new Example(encoder.Encode(input, out var cut), label));
+            truncated += cut ? 1 : 0;
+        }
+
+        if (truncated > 0)
+        {
+            channel.Info($"{truncated} of {examples.Count} {what} row(s) ({100.0 * truncated / Math.Max(1, examples.Count):F1}%) were truncated to MaxSequenceLength.");
+        }
+
+        return examples;
+    }
+
+    private static string RunFingerprint(TuningMethod method, JsonElement settings, LabelTuningOptions o, IReadOnlyList<Example> train, string baseSha)
+    {
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        sha.AppendData(Encoding.UTF8.GetBytes(string.Join('|', method, settings.GetRawText(), o.MaxSequenceLength, o.Truncation, o.BatchSize,
+            o.Epochs, o.LearningRate, o.WeightDecay, o.WarmupRatio, o.GradientAccumulationSteps, o.MaxGradientNorm, o.Seed, baseSha)));
+        foreach (var example in train)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes($"{example.Label}:{string.Join(',', example.Ids)};"));
+        }
+
+        return Convert.ToHexString(sha.GetHashAndReset());
+    }
+}

@@ -1,0 +1,90 @@
+using System.Text.Json;
+using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Transformers;
+
+/// <summary>Everything a saved model records besides tensors: how to rebuild, encode and name its outputs.</summary>
+internal sealed record ClassifierDescription(
+    TuningMethod Method,
+    JsonElement Settings,
+    string[] ClassNames,
+    string TextColumn,
+    string? SecondTextColumn,
+    int MaxSequenceLength,
+    Truncation Truncation,
+    int BatchSize,
+    bool TokenLevel,
+    string BaseModelPath,
+    string BaseModelSha256,
+    bool BaseModelEmbedded,
+    string[] EmbeddedFiles,
+    string Dtype,
+    string ScoreColumn,
+    string PredictedLabelColumn,
+    bool ClassNamesAreKeyValues);
+
+/// <summary>
+/// A trained classifier ready to score: the decoder with its adapter and head, the text encoder, and the device.
+/// Scoring runs in length-sorted batches under no_grad and returns rows in input order.
+/// </summary>
+internal sealed class ClassifierRuntime : IDisposable
+{
+    public ClassifierRuntime(LlamaSequenceClassifier classifier, TextEncoder encoder, Device device, ClassifierDescription description)
+    {
+        Classifier = classifier;
+        Encoder = encoder;
+        Device = device;
+        Description = description;
+        classifier.eval();
+    }
+
+    public LlamaSequenceClassifier Classifier { get; }
+
+    public TextEncoder Encoder { get; }
+
+    public Device Device { get; }
+
+    public ClassifierDescription Description { get; }
+
+    public int ClassCount => Description.ClassNames.Length;
+
+    /// <summary>Gets the label column's KeyValues, carried to PredictedLabel.</summary>
+    public Microsoft.ML.Data.VBuffer<ReadOnlyMemory<char>>? KeyValues { get; init; }
+
+    /// <summary>Gets the summary of the training that produced this runtime (null after loading).</summary>
+    public TrainingSummary? LastTraining { get; init; }
+
+    /// <summary>Class probabilities for each input, in input order.</summary>
+    public float[][] PredictProbabilities(IReadOnlyList<TextInput> inputs)
+    {
+        var results = new float[inputs.Count][];
+        if (inputs.Count == 0)
+        {
+            return results;
+        }
+
+        var encoded = inputs.Select(i => Encoder.Encode(i, out _)).ToArray();
+        var batches = LengthGroupedBatcher.Plan(encoded.Select(e => e.Length).ToArray(), Description.BatchSize, 0, 0, shuffle: false);
+        using var noGrad = no_grad();
+        foreach (var indices in batches)
+        {
+            using var scope = NewDisposeScope();
+            var batch = TokenBatch.Collate(indices.Select(i => encoded[i]).ToList(), Encoder.PadId, Device);
+            var probabilities = Classifier.forward(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, K]
+            var flat = probabilities.data<float>().ToArray();
+            for (var row = 0; row < indices.Length; row++)
+            {
+                results[indices[row]] = flat.AsSpan(row * ClassCount, ClassCount).ToArray();
+            }
+        }
+
+        return results;
+    }
+
+    public void Dispose() => Classifier.Dispose();
+}

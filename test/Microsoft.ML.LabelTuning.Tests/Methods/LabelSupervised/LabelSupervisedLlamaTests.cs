@@ -1,0 +1,354 @@
+using System.Globalization;
+using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
+using Microsoft.ML.LabelTuning.Training;
+using Microsoft.ML.LabelTuning.Transformers;
+
+namespace Microsoft.ML.LabelTuning.Tests.Methods.LabelSupervised;
+
+[TestClass]
+public sealed class LabelSupervisedLlamaTests
+{
+    private static string _model = string.Empty;
+
+    [ClassInitialize]
+    public static void CreateModel(TestContext context)
+    {
+        _ = context;
+        _model = TinyModels.CreateFolder(seed: 11);
+    }
+
+    [ClassCleanup]
+    public static void DeleteModel()
+    {
+        if (Directory.Exists(_model))
+        {
+            Directory.Delete(_model, recursive: true);
+        }
+    }
+
+    internal static LabelSupervisedLlamaOptions FastOptions(string model) => new()
+    {
+        ModelPath = model,
+        Epochs = 8,
+        BatchSize = 16,
+        LearningRate = 5e-3,
+        WarmupRatio = 0.05,
+        LoraRank = 4,
+        LoraAlpha = 8,
+        LoraDropout = 0,
+        MaxSequenceLength = 32,
+        Seed = 5,
+    };
+
+    private static (MLContext Ml, IDataView Train, IDataView Test, IEstimator<ITransformer> MapLabel) ToyViews(int train = 150, int test = 60)
+    {
+        var ml = new MLContext(seed: 1);
+        var trainView = ml.Data.LoadFromEnumerable(ToyData.Rows(train, seed: 1));
+        var testView = ml.Data.LoadFromEnumerable(ToyData.Rows(test, seed: 2));
+        var mapLabel = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
+        return (ml, trainView, testView, mapLabel);
+    }
+
+    [TestMethod]
+    [DataRow(Pooling.Last, false)]
+    [DataRow(Pooling.Mean, false)]
+    [DataRow(Pooling.Max, false)]
+    [DataRow(Pooling.Last, true)]
+    public void LearnsASeparableToyTask(Pooling pooling, bool unmasked)
+    {
+        var (ml, train, test, mapLabel) = ToyViews();
+        var options = FastOptions(_model);
+        options.Pooling = pooling;
+        options.Unmasked = unmasked;
+        var model = mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train);
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.9, $"{pooling}/unmasked={unmasked}: accuracy {metrics.MicroAccuracy:P1}");
+    }
+
+    [TestMethod]
+    public void EvaluatePredictionEngineAndKeyValuesWork()
+    {
+        var (ml, train, test, mapLabel) = ToyViews();
+        var pipeline = mapLabel
+            .Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(FastOptions(_model)))
+            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedText", "PredictedLabel"));
+        var model = pipeline.Fit(train);
+        var scored = model.Transform(test);
+        var metrics = ml.MulticlassClassification.Evaluate(scored);
+        Assert.AreEqual(3, metrics.ConfusionMatrix.NumberOfClasses);
+
+        var slotNames = default(VBuffer<ReadOnlyMemory<char>>);
+        scored.Schema["Score"].GetSlotNames(ref slotNames);
+        CollectionAssert.AreEqual(new[] { "negative", "positive", "sport" }, slotNames.DenseValues().Select(s => s.ToString()).ToArray());
+
+        var batchScores = scored.GetColumn<float[]>("Score").ToArray();
+        var predicted = scored.GetColumn<string>("PredictedText").ToArray();
+        var engine = ml.Model.CreatePredictionEngine<ToyData.Row, Prediction>(model);
+        var rows = ToyData.Rows(60, seed: 2);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            var prediction = engine.Predict(rows[i]);
+            Assert.AreEqual(predicted[i], prediction.PredictedText);
+            for (var k = 0; k < 3; k++)
+            {
+                Assert.AreEqual(batchScores[i][k], prediction.Score[k], 1e-5, $"row {i} class {k}: batched and single-row scores differ");
+            }
+        }
+    }
+
+    [TestMethod]
+    public void SavedModelLoadsInAFreshProcessWithIdenticalScores()
+    {
+        var (ml, train, test, mapLabel) = ToyViews(train: 60);
+        var options = FastOptions(_model);
+        options.Epochs = 2;
+        var model = mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train);
+        var expected = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+        var dir = Directory.CreateTempSubdirectory("lt-ls-save-");
+        try
+        {
+            var zip = Path.Combine(dir.FullName, "model.zip");
+            ml.Model.Save(model, train.Schema, zip);
+            var texts = Path.Combine(dir.FullName, "texts.txt");
+            File.WriteAllLines(texts, ToyData.Rows(60, seed: 2).Select(r => r.Text));
+            var output = TestHostProcess.Run("score-texts", zip, texts);
+            var actual = output.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(line => line.Split(' ').Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray()).ToArray();
+            Assert.AreEqual(expected.Length, actual.Length);
+            for (var i = 0; i < expected.Length; i++)
+            {
+                CollectionAssert.AreEqual(expected[i], actual[i], $"row {i}");
+            }
+
+            // In-process load too, and the base-model check: a changed base refuses to load.
+            var loaded = ml.Model.Load(zip, out _);
+            CollectionAssert.AreEqual(expected[0], loaded.Transform(test).GetColumn<float[]>("Score").First());
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void LoadingAgainstAChangedBaseModelFailsClearly()
+    {
+        var folder = TinyModels.CreateFolder(seed: 21);
+        var dir = Directory.CreateTempSubdirectory("lt-ls-changed-");
+        try
+        {
+            var (ml, train, _, mapLabel) = ToyViews(train: 30);
+            var options = FastOptions(folder);
+            options.Epochs = 1;
+            var model = mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train);
+            var zip = Path.Combine(dir.FullName, "model.zip");
+            ml.Model.Save(model, train.Schema, zip);
+            File.AppendAllText(Path.Combine(folder, "config.json"), " ");
+            var error = Assert.ThrowsExactly<InvalidDataException>(() => ml.Model.Load(zip, out _));
+            StringAssert.Contains(error.Message, "has changed since this model was trained");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+            Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void EmbeddedBaseModelMakesTheZipSelfContained()
+    {
+        var folder = TinyModels.CreateFolder(seed: 22);
+        var dir = Directory.CreateTempSubdirectory("lt-ls-embed-");
+        try
+        {
+            var (ml, train, test, mapLabel) = ToyViews(train: 30);
+            var options = FastOptions(folder);
+            options.Epochs = 1;
+            options.EmbedBaseModel = true;
+            var model = mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train);
+            var expected = model.Transform(test).GetColumn<float[]>("Score").First();
+            var zip = Path.Combine(dir.FullName, "model.zip");
+            ml.Model.Save(model, train.Schema, zip);
+            Directory.Delete(folder, recursive: true);
+            var loaded = ml.Model.Load(zip, out _);
+            CollectionAssert.AreEqual(expected, loaded.Transform(test).GetColumn<float[]>("Score").First());
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+            if (Directory.Exists(folder))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+    }
+
+    [TestMethod]
+    public void TheSameSeedGivesTheSameScores()
+    {
+        var (ml, train, test, mapLabel) = ToyViews(train: 60);
+        float[][] Run()
+        {
+            var options = FastOptions(_model);
+            options.Epochs = 2;
+            options.LoraDropout = 0.1; // dropout too must be reproducible
+            return mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train)
+                .Transform(test).GetColumn<float[]>("Score").ToArray();
+        }
+
+        var first = Run();
+        var second = Run();
+        for (var i = 0; i < first.Length; i++)
+        {
+            CollectionAssert.AreEqual(first[i], second[i], $"row {i}");
+        }
+    }
+
+    [TestMethod]
+    public void CancelledTrainingResumesFromItsCheckpointToTheSameResult()
+    {
+        var (ml, train, test, mapLabel) = ToyViews(train: 96);
+        var labelMap = mapLabel.Fit(train);
+        var keyed = labelMap.Transform(train);
+        var dir = Directory.CreateTempSubdirectory("lt-ls-resume-");
+        try
+        {
+            LabelSupervisedLlamaOptions Options()
+            {
+                var o = FastOptions(_model);
+                o.Epochs = 3;
+                o.BatchSize = 8;
+                o.LoraDropout = 0.1;
+                return o;
+            }
+
+            var reference = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(Options()).Fit(keyed)
+                .Transform(labelMap.Transform(test)).GetColumn<float[]>("Score").ToArray();
+
+            using var cancel = new CancellationTokenSource();
+            var interrupted = Options();
+            interrupted.CheckpointFolder = dir.FullName;
+            interrupted.CheckpointEverySteps = 5;
+            interrupted.CancellationToken = cancel.Token;
+            interrupted.Progress = new SyncProgress(p =>
+            {
+                if (p.Step == 17)
+                {
+                    cancel.Cancel();
+                }
+            });
+            Assert.ThrowsExactly<OperationCanceledException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(interrupted).Fit(keyed));
+            Assert.IsTrue(File.Exists(Path.Combine(dir.FullName, "checkpoint.json")));
+
+            var resumed = Options();
+            resumed.CheckpointFolder = dir.FullName;
+            var steps = new List<long>();
+            resumed.Progress = new SyncProgress(p => steps.Add(p.Step));
+            var scores = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(resumed).Fit(keyed)
+                .Transform(labelMap.Transform(test)).GetColumn<float[]>("Score").ToArray();
+            Assert.AreEqual(18, steps.First(), "the resumed run continues after the cancelled step");
+            for (var i = 0; i < reference.Length; i++)
+            {
+                CollectionAssert.AreEqual(reference[i], scores[i], $"row {i}: resumed training differs from uninterrupted training");
+            }
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void BinaryTrainerFeedsTheBinaryEvaluator()
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(ToyData.BinaryRows(100, seed: 3));
+        var test = ml.Data.LoadFromEnumerable(ToyData.BinaryRows(40, seed: 4));
+        var model = ml.BinaryClassification.Trainers.LabelSupervisedLlama(FastOptions(_model)).Fit(train);
+        var metrics = ml.BinaryClassification.Evaluate(model.Transform(test));
+        Assert.IsTrue(metrics.Accuracy >= 0.9, $"accuracy {metrics.Accuracy:P1}");
+        Assert.IsTrue(metrics.AreaUnderRocCurve >= 0.9, $"AUC {metrics.AreaUnderRocCurve:F3}");
+    }
+
+    [TestMethod]
+    public void EmptyAndNullTextsAreScoredNotDropped()
+    {
+        var (ml, train, _, mapLabel) = ToyViews(train: 30);
+        var options = FastOptions(_model);
+        options.Epochs = 1;
+        var model = mapLabel.Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(train);
+        var odd = ml.Data.LoadFromEnumerable(new[]
+        {
+            new ToyData.Row { Text = string.Empty, Label = "positive" },
+            new ToyData.Row { Text = null!, Label = "negative" },
+            new ToyData.Row { Text = "great", Label = "never-seen-label" },
+        });
+        var scores = model.Transform(odd).GetColumn<float[]>("Score").ToArray();
+        Assert.AreEqual(3, scores.Length);
+        foreach (var row in scores)
+        {
+            Assert.AreEqual(1.0, row.Sum(), 1e-4);
+        }
+
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(odd));
+        Assert.IsNotNull(metrics, "a label never seen in training maps to a missing key and is skipped by Evaluate");
+    }
+
+    [TestMethod]
+    public void BadInputsGiveErrorsThatNameTheColumn()
+    {
+        var (ml, train, _, mapLabel) = ToyViews(train: 20);
+        var keyed = mapLabel.Fit(train).Transform(train);
+        var options = FastOptions(_model);
+        options.Epochs = 1;
+
+        var missing = FastOptions(_model);
+        missing.TextColumnName = "Review";
+        var error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(missing).Fit(keyed));
+        StringAssert.Contains(error.Message, "Column 'Review' (text) was not found");
+
+        error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(train));
+        StringAssert.Contains(error.Message, "must be Key<UInt32> (map labels with MapValueToKey first) but is String");
+
+        var oneClass = ml.Data.LoadFromEnumerable(ToyData.Rows(10, seed: 1, classes: 1));
+        var oneKeyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(oneClass).Transform(oneClass);
+        error = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(oneKeyed));
+        StringAssert.Contains(error.Message, "at least two");
+
+        var noTokenizer = Directory.CreateTempSubdirectory("lt-notok-");
+        try
+        {
+            foreach (var file in Directory.GetFiles(_model).Where(f => !Path.GetFileName(f).StartsWith("tokenizer", StringComparison.Ordinal)))
+            {
+                File.Copy(file, Path.Combine(noTokenizer.FullName, Path.GetFileName(file)));
+            }
+
+            var noTok = FastOptions(noTokenizer.FullName);
+            var tokError = Assert.Throws<Exception>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(noTok).Fit(keyed));
+            StringAssert.Contains(tokError.Message, "tokenizer");
+            StringAssert.Contains(tokError.Message, noTokenizer.FullName);
+        }
+        finally
+        {
+            noTokenizer.Delete(recursive: true);
+        }
+
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(new LabelSupervisedLlamaOptions { ModelPath = _model, LoraRank = 0 }));
+        Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(new LabelSupervisedLlamaOptions()));
+    }
+
+    private sealed class Prediction
+    {
+        public float[] Score { get; set; } = [];
+
+        public string PredictedText { get; set; } = string.Empty;
+    }
+
+    /// <summary>IProgress that reports on the training thread (Progress&lt;T&gt; posts asynchronously).</summary>
+    internal sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
