@@ -23,7 +23,8 @@ internal static class LlamaInit
     public static void InitializeWeights(nn.Module module, double std, long? paddingIdx)
     {
         using var noGrad = torch.no_grad();
-        foreach (var (_, child) in module.named_modules())
+        // named_modules() lists descendants only, so the module itself comes first.
+        foreach (var child in module.named_modules().Select(m => m.module).Prepend(module))
         {
             switch (child)
             {

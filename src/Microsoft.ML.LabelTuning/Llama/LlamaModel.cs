@@ -82,7 +82,9 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         _embedTokens = nn.Embedding_from_pretrained(
             torch.empty(config.VocabSize, config.HiddenSize, dtype: dtype, device: device),
             freeze: false,
-            padding_idx: paddingIdx);
+            padding_idx: paddingIdx,
+            device: device,
+            dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)
         {
@@ -221,7 +223,7 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
                         $"PrefixKeyValues[{i}].{name} is [{string.Join(", ", s)}] but must be [{batch} or 1, {Config.KeyValueHeadCount}, P, {Config.HeadDimension}] with the same P ({length}) for every layer.");
                 }
 
-                if (tensor.device != device)
+                if (tensor.device_type != device.type || (device.type != DeviceType.CPU && tensor.device_index != device.index))
                 {
                     throw new ArgumentException($"PrefixKeyValues[{i}].{name} is on {tensor.device} but the model input is on {device}.");
                 }
