@@ -1,0 +1,56 @@
+using System.Globalization;
+using Microsoft.ML.LabelTuning.Llama;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Tests.Llama;
+
+/// <summary>Tiny configs, random inputs and tolerance checks shared by the engine tests.</summary>
+internal static class LlamaTesting
+{
+    public static LlamaConfig TinyConfig(int kvHeads = 2, bool tied = false, int layers = 2) => new()
+    {
+        HiddenSize = 32,
+        IntermediateSize = 64,
+        NumHiddenLayers = layers,
+        NumAttentionHeads = 4,
+        NumKeyValueHeads = kvHeads,
+        VocabSize = 101,
+        RmsNormEps = 1e-5,
+        RopeTheta = 10000,
+        MaxPositionEmbeddings = 128,
+        TieWordEmbeddings = tied,
+        BosTokenId = 1,
+        EosTokenId = [2],
+        PadTokenId = 0,
+        InitializerRange = 0.2, // larger than HF's 0.02 so that layers visibly change the outputs
+    };
+
+    public static LlamaModel TinyModel(LlamaConfig? config = null, int seed = 7)
+    {
+        torch.manual_seed(seed);
+        return new LlamaModel(config ?? TinyConfig());
+    }
+
+    public static Tensor RandomIds(long batch, long length, int vocab, int seed)
+    {
+        var generator = new Generator((ulong)seed);
+        return torch.randint(3, vocab, [batch, length], dtype: ScalarType.Int64, generator: generator);
+    }
+
+    public static float MaxAbsDiff(Tensor a, Tensor b)
+    {
+        using var scope = torch.NewDisposeScope();
+        return (a - b).abs().max().item<float>();
+    }
+
+    public static void AssertClose(Tensor expected, Tensor actual, double tolerance, string what)
+    {
+        CollectionAssert.AreEqual(expected.shape, actual.shape, $"{what}: shapes differ.");
+        var diff = MaxAbsDiff(expected, actual);
+        Assert.IsTrue(diff <= tolerance, $"{what}: max |difference| {diff.ToString("G4", CultureInfo.InvariantCulture)} exceeds {tolerance}.");
+    }
+
+    public static string TempFolder(string prefix)
+        => Directory.CreateTempSubdirectory("lt-" + prefix + "-").FullName;
+}
