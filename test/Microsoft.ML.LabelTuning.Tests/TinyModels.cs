@@ -33,7 +33,7 @@ internal static class TinyModels
         var folder = Directory.CreateTempSubdirectory("lt-tiny-").FullName;
         torch.random.manual_seed(seed);
         using var model = new LlamaForCausalLM(config);
-        HfCheckpoint.SaveFolder(model, config, folder);
+        CheckpointLoader.SaveHfFolder(model, config, folder);
         File.Copy(TokenizerModel, Path.Combine(folder, "tokenizer.model"));
         File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"),
             """{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");

@@ -4,7 +4,8 @@ using Microsoft.ML.LabelTuning.Training;
 namespace Microsoft.ML.LabelTuning.Data;
 
 /// <summary>
-/// Turns texts into token ids for classification: BOS + text (+ EOS + second text) + EOS, cut to the maximum
+/// Turns texts into token ids for classification: BOS + text (+ EOS + second text) + EOS (each special token
+/// where the tokenizer defines it), cut to the maximum
 /// length by the truncation rule. Null and empty texts encode to the special tokens alone and are still scored.
 /// </summary>
 internal sealed class TextEncoder
@@ -31,7 +32,9 @@ internal sealed class TextEncoder
     {
         var first = _tokenizer.Encode(input.Text ?? string.Empty, addSpecialTokens: false);
         var second = input.SecondText is null ? null : _tokenizer.Encode(input.SecondText, addSpecialTokens: false);
-        var specials = 2 + (second is null ? 0 : 1);
+        var bos = _tokenizer.BosId;
+        var eos = _tokenizer.EosId;
+        var specials = (bos is null ? 0 : 1) + (eos is null ? 0 : second is null ? 1 : 2);
         var budget = Math.Max(0, _maxLength - specials);
         truncated = first.Count + (second?.Count ?? 0) > budget;
 
@@ -58,15 +61,28 @@ internal sealed class TextEncoder
             b = Cut(b, keepB);
         }
 
-        var ids = new List<int>(a.Count + b.Count + specials) { _tokenizer.BosId };
+        var ids = new List<int>(a.Count + b.Count + specials);
+        if (bos is { } b0)
+        {
+            ids.Add(b0);
+        }
+
         ids.AddRange(a);
         if (second is not null)
         {
-            ids.Add(_tokenizer.EosId);
+            if (eos is { } separator)
+            {
+                ids.Add(separator);
+            }
+
             ids.AddRange(b);
         }
 
-        ids.Add(_tokenizer.EosId);
+        if (eos is { } end)
+        {
+            ids.Add(end);
+        }
+
         return ids.ToArray();
     }
 

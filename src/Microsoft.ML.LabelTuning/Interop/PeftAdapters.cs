@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Llama;
@@ -120,7 +121,7 @@ public static class PeftAdapters
         }
 
         var (tensors, _) = SafeTensors.ReadFile(weightsPath);
-        var model = HfCheckpoint.LoadDecoder(baseModelPath, device, ScalarType.Float32);
+        var model = CheckpointLoader.LoadModel(baseModelPath, device, ScalarType.Float32);
         return peftType switch
         {
             "LORA" => ImportLora(model, config, configPath, tensors, weightsPath),
@@ -221,7 +222,7 @@ public static class PeftAdapters
         using var scope = NewDisposeScope();
         var tensors = runtime.Classifier.TrainableParameters().ToDictionary(p => "base_model.model." + p.Name, p => p.Parameter.detach().cpu().contiguous());
         SafeTensors.WriteFile(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
-        AtomicFile.WriteAllText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
     private static string StripPeftPrefix(string key)

@@ -1,5 +1,6 @@
 using Microsoft.ML.LabelTuning.Llama;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Methods;

@@ -15,8 +15,8 @@ namespace Microsoft.ML.LabelTuning.Methods;
 /// </summary>
 internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>
 {
-    [ComponentName(Name = "model")] private readonly LlamaModel _model;
-    [ComponentName(Name = "score")] private readonly Linear _score;
+    [TorchSharp.Utils.ComponentName(Name = "model")] private readonly LlamaModel _model;
+    [TorchSharp.Utils.ComponentName(Name = "score")] private readonly Linear _score;
     private readonly IInputAdapter _adapter;
 
     public LlamaSequenceClassifier(LlamaModel model, int classCount, IInputAdapter? adapter, Pooling pooling, bool causal, bool tokenLevel)

@@ -6,6 +6,7 @@ using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
 using Microsoft.ML.Runtime;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Training;
@@ -352,7 +353,7 @@ internal static class TrainingLoop
         // renames leaves a consistent older pair or is detected (the step is stored in both).
         var metadata = new Dictionary<string, string> { ["step"] = state.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         SafeTensors.WriteFile(Path.Combine(plan.CheckpointFolder!, CheckpointTensors), tensors, metadata);
-        AtomicFile.WriteAllText(Path.Combine(plan.CheckpointFolder!, CheckpointState), JsonSerializer.Serialize(new CheckpointStateJson(
+        AtomicFile.WriteText(Path.Combine(plan.CheckpointFolder!, CheckpointState), JsonSerializer.Serialize(new CheckpointStateJson(
             state.Step, state.Epoch, state.BatchInEpoch, optimizer.StepCount, state.BestValidationLoss, state.EpochsWithoutImprovement, plan.RunFingerprint)));
     }
 

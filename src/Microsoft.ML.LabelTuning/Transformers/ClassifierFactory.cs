@@ -35,7 +35,7 @@ internal static class ClassifierFactory
         }
 
         var tokenizer = LlamaTextTokenizer.FromModelFolder(folder);
-        var model = HfCheckpoint.LoadDecoder(folder, device, dtype);
+        var model = CheckpointLoader.LoadModel(folder, device, dtype);
         return (model, tokenizer);
     }
 
@@ -122,7 +122,7 @@ internal static class ClassifierFactory
         var description = new ClassifierDescription(
             method, settings, classes.Names.ToArray(), options.TextColumnName, options.SecondTextColumnName, options.MaxSequenceLength,
             options.Truncation, options.BatchSize, TokenLevel: false, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
-            options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(Path.GetFileName).ToArray()! : [],
+            options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(f => Path.GetFileName(f)).ToArray() : [],
             options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
         return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = classes.KeyValues, LastTraining = summary };
     }

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Transformers;
 using Microsoft.ML.Runtime;
 

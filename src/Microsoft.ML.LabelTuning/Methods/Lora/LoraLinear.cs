@@ -13,11 +13,11 @@ namespace Microsoft.ML.LabelTuning.Methods.Lora;
 /// </summary>
 internal sealed class LoraLinear : Module<Tensor, Tensor>
 {
-    [ComponentName(Name = "weight")] private readonly Parameter _weight;
-    [ComponentName(Name = "bias")] private readonly Parameter? _bias;
-    [ComponentName(Name = "lora_A")] private readonly Linear _loraA;
-    [ComponentName(Name = "lora_B")] private readonly Linear _loraB;
-    [ComponentName(Name = "lora_dropout")] private readonly Dropout _dropout;
+    [TorchSharp.Utils.ComponentName(Name = "weight")] private readonly Parameter _weight;
+    [TorchSharp.Utils.ComponentName(Name = "bias")] private readonly Parameter? _bias;
+    [TorchSharp.Utils.ComponentName(Name = "lora_A")] private readonly Linear _loraA;
+    [TorchSharp.Utils.ComponentName(Name = "lora_B")] private readonly Linear _loraB;
+    [TorchSharp.Utils.ComponentName(Name = "lora_dropout")] private readonly Dropout _dropout;
     private readonly double _scaling;
     private readonly double _dropoutRate;
 
