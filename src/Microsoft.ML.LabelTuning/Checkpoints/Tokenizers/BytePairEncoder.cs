@@ -18,6 +18,8 @@ internal sealed class BytePairEncoder
     private readonly bool _fuseUnk;
     private readonly bool _ignoreMerges;
 
+    private const int MaxKeptScratch = 1 << 16;
+
     [ThreadStatic]
     private static Scratch? t_scratch;
 
@@ -70,6 +72,11 @@ internal sealed class BytePairEncoder
         for (var i = 0; i != -1 && count > 0; i = scratch.Next[i])
         {
             ids.Add(scratch.Ids[i]);
+        }
+
+        if (scratch.Ids.Length > MaxKeptScratch)
+        {
+            t_scratch = null; // one long text should not pin large buffers to the thread
         }
     }
 

@@ -12,6 +12,9 @@ public sealed class LlamaTextTokenizerTests
 
     public TestContext TestContext { get; set; } = null!;
 
+    [ClassCleanup]
+    public static void Cleanup() => TokenizerFixtures.DeleteScratch();
+
     /// <summary>A fresh folder holding the LLaMA-2 tokenizer file <paramref name="file"/> and the given extra files.</summary>
     private static TempFolder LlamaFolder(string file, params (string Name, string Content)[] extras)
     {

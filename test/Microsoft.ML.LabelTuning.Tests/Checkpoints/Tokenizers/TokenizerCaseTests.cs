@@ -109,10 +109,9 @@ public sealed class TokenizerCaseTests
             Assert.Inconclusive($"{TokenizerFixtures.CasesVariable} names '{casesFile}', which has no tokenizer.json beside it.");
         }
 
-        var folder = Path.Combine(Path.GetTempPath(), "lt-tokenizer-json-" + (uint)json.GetHashCode());
+        var folder = TokenizerFixtures.ScratchFolder("override-json");
         if (!File.Exists(Path.Combine(folder, LlamaTextTokenizer.HuggingFaceFileName)))
         {
-            Directory.CreateDirectory(folder);
             File.Copy(json, Path.Combine(folder, LlamaTextTokenizer.HuggingFaceFileName), overwrite: true);
         }
 

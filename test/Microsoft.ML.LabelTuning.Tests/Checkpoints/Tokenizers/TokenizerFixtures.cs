@@ -114,11 +114,18 @@ internal static class TokenizerFixtures
         }
     }
 
+    /// <summary>A folder under this run's scratch folder, deleted with it.</summary>
+    internal static string ScratchFolder(string name) => Directory.CreateDirectory(Path.Combine(s_scratch.Value, name)).FullName;
+
+    /// <summary>Deletes the scratch folder; tokenizers already loaded stay usable, and later calls write it again.</summary>
     internal static void DeleteScratch()
     {
-        if (s_scratch.IsValueCreated && Directory.Exists(s_scratch.Value))
+        lock (s_loaded)
         {
-            Directory.Delete(s_scratch.Value, recursive: true);
+            if (s_scratch.IsValueCreated && Directory.Exists(s_scratch.Value))
+            {
+                Directory.Delete(s_scratch.Value, recursive: true);
+            }
         }
     }
 
