@@ -41,10 +41,13 @@ corpus = os.path.join(cache, "pretrain", "corpus.txt")
 work = os.path.join(cache, "tokenizer")
 prefix = os.path.join(work, "tokenizer")
 
+# The model file records its trainer options, paths included: train from data/.cache with relative paths and a fixed
+# thread count so that the file is byte-identical wherever the repository lives.
+os.chdir(cache)
 start = time.time()
 spm.SentencePieceTrainer.train(
-    input=corpus,
-    model_prefix=prefix,
+    input=os.path.join("pretrain", "corpus.txt"),
+    model_prefix=os.path.join("tokenizer", "tokenizer"),
     model_type="bpe",
     vocab_size=8000,
     byte_fallback=True,
@@ -58,7 +61,7 @@ spm.SentencePieceTrainer.train(
     unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
     max_sentence_length=32768,   # IMDB reviews are single lines of up to ~14k characters
     input_sentence_size=0,       # every line, no sampling: the result does not depend on a random draw
-    num_threads=os.cpu_count() or 2,
+    num_threads=2,
     minloglevel=1,
 )
 train_seconds = time.time() - start
