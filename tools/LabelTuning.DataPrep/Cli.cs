@@ -12,7 +12,7 @@ internal static class Cli
     private const string Usage = """
         Usage: LabelTuning.DataPrep <command> [--root <repo root>]
           build-all        the three below, then data/.cache/pretrain/{corpus,valid,imdb}.txt (run `bash data/fetch.sh` first)
-          imdb             data/imdb/{train,test}.tsv and the IMDB pretraining pool
+          imdb             data/imdb/{train,test}.tsv and data/.cache/imdb/full-{train,test}.tsv
           spam             data/spam/{train,test}.tsv
           austen           data/austen/{train,test}.tsv and data/austen-ner/{train,test}.tsv (silver NER)
           dump-austen      writes the decoded novels to data/.cache/austen-text/<novel>.txt
