@@ -1,0 +1,3 @@
+using LabelTuning.DataPrep;
+
+return Cli.Run(args);
