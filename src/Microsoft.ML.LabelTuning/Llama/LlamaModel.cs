@@ -79,12 +79,9 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         config.Validate();
         Config = config;
         var paddingIdx = config.PadTokenId is { } pad && pad >= 0 && pad < config.VocabSize ? pad : (long?)null;
-        _embedTokens = nn.Embedding_from_pretrained(
-            torch.empty(config.VocabSize, config.HiddenSize, dtype: dtype, device: device),
-            freeze: false,
-            padding_idx: paddingIdx,
-            device: device,
-            dtype: dtype);
+        // Not Embedding_from_pretrained: in TorchSharp 0.107 its registered parameter is not the tensor its
+        // native forward reads, so loaded weights would be ignored.
+        _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)
         {
