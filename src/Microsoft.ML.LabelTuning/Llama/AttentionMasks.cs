@@ -40,8 +40,7 @@ internal static class AttentionMasks
         var blocked = torch.finfo(dtype).min;
         var additive = torch.zeros(1, dtype: dtype, device: device)
             .masked_fill(allowed!.logical_not(), blocked)                                        // [B, 1, T|1, K]
-            .expand(batch, 1, queries, keys)                                                     // [B, 1, T, K]
-            .contiguous();
+            .expand(batch, 1, queries, keys);                                                    // [B, 1, T, K]
         return additive.MoveToOuterDisposeScope();
     }
 

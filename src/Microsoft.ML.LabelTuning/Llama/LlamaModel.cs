@@ -79,8 +79,8 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         config.Validate();
         Config = config;
         var paddingIdx = config.PadTokenId is { } pad && pad >= 0 && pad < config.VocabSize ? pad : (long?)null;
-        // nn.Embedding, not Embedding_from_pretrained: the latter's managed weight and its registered parameter are
-        // different tensors in TorchSharp 0.107, so a checkpoint loaded through the state dict never reached forward.
+        // Not Embedding_from_pretrained: in TorchSharp 0.107 its registered parameter is not the tensor its
+        // native forward reads, so loaded weights would be ignored.
         _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)

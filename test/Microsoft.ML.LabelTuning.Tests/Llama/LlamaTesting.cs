@@ -41,7 +41,7 @@ internal static class LlamaTesting
     public static float MaxAbsDiff(Tensor a, Tensor b)
     {
         using var scope = torch.NewDisposeScope();
-        return (a - b).abs().max().item<float>();
+        return (a - b).abs().max().to(ScalarType.Float32).item<float>();
     }
 
     public static void AssertClose(Tensor expected, Tensor actual, double tolerance, string what)
