@@ -121,7 +121,7 @@ public static class PeftAdapters
         }
 
         var (tensors, _) = SafeTensors.ReadFile(weightsPath);
-        var model = CheckpointLoader.LoadModel(baseModelPath, device, ScalarType.Float32);
+        var model = ClassifierFactory.LoadDecoder(baseModelPath, device, ScalarType.Float32);
         return peftType switch
         {
             "LORA" => ImportLora(model, config, configPath, tensors, weightsPath),

@@ -35,8 +35,28 @@ internal static class ClassifierFactory
         }
 
         var tokenizer = LlamaTextTokenizer.FromModelFolder(folder);
-        var model = CheckpointLoader.LoadModel(folder, device, dtype);
-        return (model, tokenizer);
+        return (LoadDecoder(folder, device, dtype), tokenizer);
+    }
+
+    /// <summary>
+    /// Loads the decoder of a causal-LM or sequence-classification checkpoint: <c>model.*</c> keys, ignoring the
+    /// LM head and a saved classification head (<c>score.weight</c>), which the tuning method replaces.
+    /// </summary>
+    public static LlamaModel LoadDecoder(string folder, Device device, ScalarType dtype)
+    {
+        var hf = HfModelFolder.Open(folder);
+        var model = new LlamaModel(hf.LoadConfig(), device, dtype, initializeWeights: false);
+        try
+        {
+            var options = CheckpointLoader.DecoderOptions(hf);
+            CheckpointLoader.LoadInto(model, hf, options with { IgnoreKeys = [.. options.IgnoreKeys, "score.weight", "score.bias"] });
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     public static ClassifierRuntime Fit(

@@ -18,8 +18,10 @@ internal static class EstimatorSchemas
 
         columns[options.ScoreColumnName] = new SchemaShape.Column(options.ScoreColumnName, SchemaShape.Column.VectorKind.Vector,
             NumberDataViewType.Single, false, new SchemaShape(AnnotationUtils.AnnotationsForMulticlassScoreColumn(label)));
+        // PredictedLabel carries the label's key values, so MapKeyToValue works downstream.
+        var keyValues = label.Annotations.Where(a => a.Name == AnnotationUtils.Kinds.KeyValues);
         columns[options.PredictedLabelColumnName] = new SchemaShape.Column(options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.Scalar,
-            NumberDataViewType.UInt32, true, new SchemaShape(AnnotationUtils.GetTrainerOutputAnnotation()));
+            NumberDataViewType.UInt32, true, new SchemaShape(AnnotationUtils.GetTrainerOutputAnnotation().Concat(keyValues)));
         return new SchemaShape(columns.Values);
     }
 
