@@ -84,6 +84,62 @@ public static class LabelTuningCatalog
         LabelSupervisedLlamaOptions options)
         => new(Environment(catalog), options);
 
+    /// <summary>
+    /// LS-unLLaMA token classification (NER): <paramref name="sentenceColumnName"/> holds space-separated words and
+    /// <paramref name="labelColumnName"/> a vector of Key&lt;UInt32&gt; tags, one per word. Outputs PredictedLabel, a
+    /// vector of keys per word.
+    /// </summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="modelPath">A Hugging Face LLaMA-family model folder.</param>
+    /// <param name="labelColumnName">The vector-of-keys tag column.</param>
+    /// <param name="sentenceColumnName">The sentence column (words separated by spaces).</param>
+    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="batchSize">Sentences per batch.</param>
+    /// <param name="learningRate">Peak learning rate.</param>
+    /// <param name="maxSequenceLength">Tokens per sentence; words past it are not tagged.</param>
+    public static LabelSupervisedLlamaNerTrainer LabelSupervisedLlamaNer(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        string modelPath,
+        string labelColumnName = DefaultColumnNames.Label,
+        string sentenceColumnName = "Sentence",
+        int epochs = 3,
+        int batchSize = 8,
+        double learningRate = 1e-4,
+        int maxSequenceLength = 256)
+        => LabelSupervisedLlamaNer(catalog, new LabelSupervisedLlamaOptions
+        {
+            ModelPath = modelPath,
+            LabelColumnName = labelColumnName,
+            TextColumnName = sentenceColumnName,
+            Epochs = epochs,
+            BatchSize = batchSize,
+            LearningRate = learningRate,
+            MaxSequenceLength = maxSequenceLength,
+        });
+
+    /// <summary>LS-unLLaMA token classification with every option (attention is always bidirectional).</summary>
+    /// <param name="catalog">The multiclass trainers catalog.</param>
+    /// <param name="options">The options; TextColumnName names the sentence column.</param>
+    public static LabelSupervisedLlamaNerTrainer LabelSupervisedLlamaNer(
+        this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
+        LabelSupervisedLlamaOptions options)
+        => new(Environment(catalog), options);
+
+    /// <summary>Entity-level precision, recall and F1 of BIO tags (CoNLL-style exact span and type match).</summary>
+    /// <param name="catalog">The multiclass catalog.</param>
+    /// <param name="data">Scored data with the true and predicted tag vectors.</param>
+    /// <param name="labelColumnName">The true tags (vector of keys).</param>
+    /// <param name="predictedLabelColumnName">The predicted tags (vector of keys).</param>
+    public static Evaluation.EntityMetrics EvaluateEntities(
+        this MulticlassClassificationCatalog catalog,
+        IDataView data,
+        string labelColumnName = DefaultColumnNames.Label,
+        string predictedLabelColumnName = DefaultColumnNames.PredictedLabel)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        return Evaluation.EntityEvaluator.Evaluate(data, labelColumnName, predictedLabelColumnName);
+    }
+
     private static IHostEnvironment Environment(TrainCatalogBase.CatalogInstantiatorBase catalog)
         => catalog.GetEnvironment();
 }

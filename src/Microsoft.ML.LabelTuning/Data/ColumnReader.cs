@@ -108,6 +108,27 @@ internal static class ColumnReader
     public static List<TextInput> ReadTexts(IDataView data, string text, string? second)
         => ReadLabeled<bool>(data, text, second, null, _ => 0).Select(r => r.Input).ToList();
 
+    /// <summary>Reads every row's sentence and its per-word label keys.</summary>
+    public static List<(string Text, uint[] Labels)> ReadWordLabeled(IDataView data, string text, string label)
+    {
+        var textColumn = RequireTextColumn(data.Schema, text, "text");
+        var labelColumn = RequireColumn(data.Schema, label, "label");
+        var result = new List<(string, uint[])>();
+        using var cursor = data.GetRowCursor([textColumn, labelColumn]);
+        var getText = cursor.GetGetter<ReadOnlyMemory<char>>(textColumn);
+        var getLabels = cursor.GetGetter<VBuffer<uint>>(labelColumn);
+        ReadOnlyMemory<char> t = default;
+        VBuffer<uint> labels = default;
+        while (cursor.MoveNext())
+        {
+            getText(ref t);
+            getLabels(ref labels);
+            result.Add((t.ToString(), labels.DenseValues().ToArray()));
+        }
+
+        return result;
+    }
+
     private static List<(TextInput Input, int Label)> ReadLabeled<TLabel>(
         IDataView data, string text, string? second, string? label, Func<TLabel, int> toClass)
     {

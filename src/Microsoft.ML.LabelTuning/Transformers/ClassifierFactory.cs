@@ -147,6 +147,102 @@ internal static class ClassifierFactory
         return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = classes.KeyValues, LastTraining = summary };
     }
 
+    /// <summary>Fits a token classifier (NER): the label is a vector of keys, one per space-separated word.</summary>
+    public static ClassifierRuntime FitTokens(
+        IHostEnvironment env,
+        LabelTuningOptions options,
+        TuningMethod method,
+        JsonElement settings,
+        IDataView data)
+    {
+        var host = env.Register($"LabelTuning.{method}.Tokens");
+        using var channel = host.Start("Training");
+        ColumnReader.RequireTextColumn(data.Schema, options.TextColumnName, "text");
+        var classes = ColumnReader.RequireKeyVectorLabel(data.Schema, options.LabelColumnName);
+        var rows = ColumnReader.ReadWordLabeled(data, options.TextColumnName, options.LabelColumnName);
+        if (options.ClassWeights is not null && options.ClassWeights.Length != classes.Count)
+        {
+            throw new ArgumentException(
+                $"ClassWeights has {options.ClassWeights.Length} entries but column '{options.LabelColumnName}' has {classes.Count} classes.", nameof(options));
+        }
+
+        var internalEnv = env as IHostEnvironmentInternal;
+        var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
+        var dtype = DeviceSelection.ParseDtype(options.Dtype);
+        var seed = options.Seed ?? internalEnv?.Seed ?? 0;
+        var (model, tokenizer) = LoadBase(options.ModelPath, device, dtype);
+        var words = new WordEncoder(tokenizer, options.MaxSequenceLength);
+        var train = EncodeWords(rows, words, channel, options.TextColumnName, options.LabelColumnName);
+        List<Example>? validation = null;
+        if (options.ValidationSet is { } validationSet)
+        {
+            validation = EncodeWords(ColumnReader.ReadWordLabeled(validationSet, options.TextColumnName, options.LabelColumnName),
+                words, channel, options.TextColumnName, options.LabelColumnName);
+        }
+
+        if (train.Count == 0)
+        {
+            throw new ArgumentException($"The training data has no rows with labelled words in column '{options.LabelColumnName}'.", nameof(data));
+        }
+
+        random.manual_seed(seed);
+        var classifier = TuningMethodRegistry.Get(method).Build(model, classes.Count, settings, tokenLevel: true);
+        var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
+        var plan = new TrainingPlan(
+            options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
+            options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
+            words.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
+            RunFingerprint(method, settings, options, train, baseSha));
+        var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
+        channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
+        var description = new ClassifierDescription(
+            method, settings, classes.Names.ToArray(), options.TextColumnName, null, options.MaxSequenceLength,
+            options.Truncation, options.BatchSize, TokenLevel: true, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
+            options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(f => Path.GetFileName(f)).ToArray() : [],
+            options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
+        return new ClassifierRuntime(classifier, new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation), device, description)
+        {
+            KeyValues = classes.KeyValues,
+            LastTraining = summary,
+        };
+    }
+
+    private static List<Example> EncodeWords(List<(string Text, uint[] Labels)> rows, WordEncoder encoder, IChannel channel, string textColumn, string labelColumn)
+    {
+        var examples = new List<Example>(rows.Count);
+        var truncated = 0;
+        for (var r = 0; r < rows.Count; r++)
+        {
+            var (text, labels) = rows[r];
+            var words = WordEncoder.SplitWords(text);
+            if (words.Length != labels.Length)
+            {
+                throw new ArgumentException(
+                    $"Row {r}: column '{textColumn}' has {words.Length} space-separated word(s) but column '{labelColumn}' has {labels.Length} label(s); they must match one to one.");
+            }
+
+            var ids = encoder.Encode(words, out var firsts, out var cut);
+            truncated += cut ? 1 : 0;
+            var tokenLabels = Enumerable.Repeat(-100, ids.Length).ToArray();
+            for (var w = 0; w < words.Length; w++)
+            {
+                if (firsts[w] >= 0 && labels[w] > 0)
+                {
+                    tokenLabels[firsts[w]] = (int)labels[w] - 1; // key 0 is missing: no loss on that word
+                }
+            }
+
+            examples.Add(new Example(ids, 0, tokenLabels));
+        }
+
+        if (truncated > 0)
+        {
+            channel.Info($"{truncated} of {rows.Count} row(s) were truncated to MaxSequenceLength; their last words get no label.");
+        }
+
+        return examples;
+    }
+
     private static List<Example> Encode(List<(TextInput Input, int Label)> rows, TextEncoder encoder, IChannel channel, string what, out int missing)
     {
         var examples = new List<Example>(rows.Count);

@@ -38,6 +38,7 @@ internal sealed class ClassifierRuntime : IDisposable
     {
         Classifier = classifier;
         Encoder = encoder;
+        Words = new WordEncoder(encoder.Tokenizer, description.MaxSequenceLength);
         Device = device;
         Description = description;
         classifier.eval();
@@ -46,6 +47,9 @@ internal sealed class ClassifierRuntime : IDisposable
     public LlamaSequenceClassifier Classifier { get; }
 
     public TextEncoder Encoder { get; }
+
+    /// <summary>Gets the word-level encoder token classification uses.</summary>
+    public WordEncoder Words { get; }
 
     public Device Device { get; }
 
@@ -58,6 +62,59 @@ internal sealed class ClassifierRuntime : IDisposable
 
     /// <summary>Gets the summary of the training that produced this runtime (null after loading).</summary>
     public TrainingSummary? LastTraining { get; init; }
+
+    /// <summary>
+    /// What the output columns read for each input, in input order: class probabilities [K] for sequence models,
+    /// or per-word class probabilities flattened [words × K] for token models.
+    /// </summary>
+    public float[][] Score(IReadOnlyList<TextInput> inputs)
+        => Description.TokenLevel ? PredictWordProbabilities(inputs) : PredictProbabilities(inputs);
+
+    /// <summary>Per-word class probabilities, flattened [words × K], for each input; words past the length limit get zeros.</summary>
+    public float[][] PredictWordProbabilities(IReadOnlyList<TextInput> inputs)
+    {
+        var results = new float[inputs.Count][];
+        if (inputs.Count == 0)
+        {
+            return results;
+        }
+
+        var words = inputs.Select(i => WordEncoder.SplitWords(i.Text)).ToArray();
+        var firsts = new int[inputs.Count][];
+        var encoded = new int[inputs.Count][];
+        for (var i = 0; i < inputs.Count; i++)
+        {
+            encoded[i] = Words.Encode(words[i], out firsts[i], out _);
+        }
+
+        var batches = LengthGroupedBatcher.Plan(encoded.Select(e => e.Length).ToArray(), Description.BatchSize, 0, 0, shuffle: false);
+        using var noGrad = no_grad();
+        foreach (var indices in batches)
+        {
+            using var scope = NewDisposeScope();
+            var batch = TokenBatch.Collate(indices.Select(i => encoded[i]).ToList(), Words.PadId, Device);
+            var probabilities = Classifier.forward(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, T, K]
+            var length = (int)probabilities.shape[1];
+            var flat = probabilities.data<float>().ToArray();
+            for (var row = 0; row < indices.Length; row++)
+            {
+                var input = indices[row];
+                var result = new float[words[input].Length * ClassCount];
+                for (var w = 0; w < words[input].Length; w++)
+                {
+                    var position = firsts[input][w];
+                    if (position >= 0)
+                    {
+                        flat.AsSpan(((row * length) + position) * ClassCount, ClassCount).CopyTo(result.AsSpan(w * ClassCount, ClassCount));
+                    }
+                }
+
+                results[input] = result;
+            }
+        }
+
+        return results;
+    }
 
     /// <summary>Class probabilities for each input, in input order.</summary>
     public float[][] PredictProbabilities(IReadOnlyList<TextInput> inputs)

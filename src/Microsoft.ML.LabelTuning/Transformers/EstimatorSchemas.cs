@@ -25,6 +25,22 @@ internal static class EstimatorSchemas
         return new SchemaShape(columns.Values);
     }
 
+    public static SchemaShape Tokens(SchemaShape input, LabelTuningOptions options)
+    {
+        var columns = CheckInputs(input, options);
+        var label = Find(input, options.LabelColumnName, "label");
+        if (label.Kind == SchemaShape.Column.VectorKind.Scalar || !label.IsKey)
+        {
+            throw new ArgumentOutOfRangeException("label",
+                $"Column '{options.LabelColumnName}' must be a vector of Key<UInt32> (one tag per word; map tags with MapValueToKey first) but is {label.ItemType}.");
+        }
+
+        var keyValues = label.Annotations.Where(a => a.Name == AnnotationUtils.Kinds.KeyValues);
+        columns[options.PredictedLabelColumnName] = new SchemaShape.Column(options.PredictedLabelColumnName, SchemaShape.Column.VectorKind.VariableVector,
+            NumberDataViewType.UInt32, true, new SchemaShape(keyValues));
+        return new SchemaShape(columns.Values);
+    }
+
     public static SchemaShape Binary(SchemaShape input, LabelTuningOptions options)
     {
         var columns = CheckInputs(input, options);

@@ -56,6 +56,31 @@ internal sealed class OutputColumn
             scores => (ValueGetter<uint>)((ref uint value) => value = (uint)ArgMax(scores()) + 1));
     }
 
+    /// <summary>The token-classification PredictedLabel column: one key per word (0 where the word was truncated).</summary>
+    public static OutputColumn PredictedWordKeys(string name, int classCount, VBuffer<ReadOnlyMemory<char>>? keyValues)
+    {
+        var builder = new DataViewSchema.Annotations.Builder();
+        if (keyValues is { } values)
+        {
+            builder.AddKeyValues(classCount, TextDataViewType.Instance, (ref VBuffer<ReadOnlyMemory<char>> value) => values.CopyTo(ref value));
+        }
+
+        return new OutputColumn(name, new VectorDataViewType(new KeyDataViewType(typeof(uint), classCount)), builder.ToAnnotations(),
+            scores => (ValueGetter<VBuffer<uint>>)((ref VBuffer<uint> value) =>
+            {
+                var row = scores(); // [words × K]
+                var words = row.Length / classCount;
+                var editor = VBufferEditor.Create(ref value, words);
+                for (var w = 0; w < words; w++)
+                {
+                    var slice = row.AsSpan(w * classCount, classCount);
+                    editor.Values[w] = slice.IndexOfAnyExcept(0f) < 0 ? 0u : (uint)ArgMax(slice) + 1;
+                }
+
+                value = editor.Commit();
+            }));
+    }
+
     /// <summary>The binary Score column: the logit of the positive class (log-odds).</summary>
     public static OutputColumn BinaryScore(string name)
     {
@@ -87,7 +112,7 @@ internal sealed class OutputColumn
             (ref ReadOnlyMemory<char> value) => value = AnnotationUtils.Const.ScoreValueKind.Score.AsMemory());
     }
 
-    private static int ArgMax(float[] values)
+    private static int ArgMax(ReadOnlySpan<float> values)
     {
         var best = 0;
         for (var i = 1; i < values.Length; i++)

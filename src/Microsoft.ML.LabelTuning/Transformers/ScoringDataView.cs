@@ -129,7 +129,7 @@ internal sealed class ScoringDataView : IDataView
                 batch.Add(new TextInput(text.ToString(), _second is null ? null : second.ToString()));
             }
 
-            foreach (var row in _view._parent.Runtime.PredictProbabilities(batch))
+            foreach (var row in _view._parent.Runtime.Score(batch))
             {
                 _pending.Enqueue(row);
             }

@@ -91,7 +91,7 @@ internal sealed class ScoringRowMapper : IRowToRowMapper
                 ReadOnlyMemory<char> text = default, second = default;
                 _text!(ref text);
                 _second?.Invoke(ref second);
-                _scores = _mapper._parent.Runtime.PredictProbabilities([new TextInput(text.ToString(), _second is null ? null : second.ToString())])[0];
+                _scores = _mapper._parent.Runtime.Score([new TextInput(text.ToString(), _second is null ? null : second.ToString())])[0];
                 _scoredPosition = _input.Position;
             }
 
