@@ -11,6 +11,9 @@ namespace Microsoft.ML.LabelTuning.Tests.Checkpoints;
 [TestClass]
 public sealed class CheckpointLoaderTests
 {
+    [ClassCleanup]
+    public static void Cleanup() => DeleteTempFolders();
+
     [TestMethod]
     [DataRow(false, ScalarType.Float32)]
     [DataRow(true, ScalarType.BFloat16)]

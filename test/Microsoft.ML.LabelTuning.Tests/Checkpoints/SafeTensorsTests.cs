@@ -9,6 +9,9 @@ namespace Microsoft.ML.LabelTuning.Tests.Checkpoints;
 [TestClass]
 public sealed class SafeTensorsTests
 {
+    [ClassCleanup]
+    public static void Cleanup() => DeleteTempFolders();
+
     [TestMethod]
     [DataRow(ScalarType.Float32, "F32")]
     [DataRow(ScalarType.Float16, "F16")]

@@ -6,6 +6,9 @@ namespace Microsoft.ML.LabelTuning.Tests.Llama;
 [TestClass]
 public sealed class LlamaConfigTests
 {
+    [ClassCleanup]
+    public static void Cleanup() => DeleteTempFolders();
+
     private const string Llama31 = """
         {
           "architectures": ["LlamaForCausalLM"],

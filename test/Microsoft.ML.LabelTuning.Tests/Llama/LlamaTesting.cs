@@ -51,6 +51,31 @@ internal static class LlamaTesting
         Assert.IsTrue(diff <= tolerance, $"{what}: max |difference| {diff.ToString("G4", CultureInfo.InvariantCulture)} exceeds {tolerance}.");
     }
 
+    private static readonly List<string> _tempFolders = [];
+
+    /// <summary>A fresh temporary folder, removed by <see cref="DeleteTempFolders"/>.</summary>
     public static string TempFolder(string prefix)
-        => Directory.CreateTempSubdirectory("lt-" + prefix + "-").FullName;
+    {
+        var folder = Directory.CreateTempSubdirectory("lt-" + prefix + "-").FullName;
+        lock (_tempFolders)
+        {
+            _tempFolders.Add(folder);
+        }
+
+        return folder;
+    }
+
+    /// <summary>Removes the folders <see cref="TempFolder"/> made (call from [ClassCleanup]).</summary>
+    public static void DeleteTempFolders()
+    {
+        lock (_tempFolders)
+        {
+            foreach (var folder in _tempFolders.Where(Directory.Exists))
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+
+            _tempFolders.Clear();
+        }
+    }
 }
