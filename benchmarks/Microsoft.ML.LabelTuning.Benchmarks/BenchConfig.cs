@@ -1,0 +1,59 @@
+using Microsoft.ML.LabelTuning.Llama;
+
+namespace Microsoft.ML.LabelTuning.Benchmarks;
+
+/// <summary>The engine benchmark's configuration (issue 3): hidden 256, 4 layers, 4 heads, intermediate 688, vocab 32000, batch 8 × 128.</summary>
+internal static class BenchConfig
+{
+    public const int Batch = 8;
+    public const int Sequence = 128;
+
+    public static LlamaConfig Model => new()
+    {
+        HiddenSize = 256,
+        IntermediateSize = 688,
+        NumHiddenLayers = 4,
+        NumAttentionHeads = 4,
+        NumKeyValueHeads = 4,
+        VocabSize = 32000,
+        MaxPositionEmbeddings = 2048,
+        RmsNormEps = 1e-5,
+        RopeTheta = 10000,
+        BosTokenId = 1,
+        EosTokenId = [2],
+    };
+
+    /// <summary>
+    /// Forward FLOPs of the decoder (no LM head) for a [B, T] batch: 2 × (matmul parameters outside the embedding)
+    /// per token, plus attention's QKᵀ and AV products, 2 × 2 × T × D per token per layer (full square, as computed).
+    /// </summary>
+    public static double ForwardFlops(LlamaConfig c, int batch, int sequence)
+    {
+        var kv = c.KeyValueHeadCount * c.HeadDimension;
+        var perLayer = (long)c.HiddenSize * (c.NumAttentionHeads * c.HeadDimension) * 2 + (2L * c.HiddenSize * kv)
+            + (3L * c.HiddenSize * c.IntermediateSize);
+        var tokens = (double)batch * sequence;
+        var matmul = 2.0 * perLayer * c.NumHiddenLayers * tokens;
+        var attention = 4.0 * sequence * c.NumAttentionHeads * c.HeadDimension * c.NumHiddenLayers * tokens;
+        return matmul + attention;
+    }
+}
+
+/// <summary>Peak and current resident memory of this process, from /proc/self/status.</summary>
+internal static class ProcessMemory
+{
+    public static long PeakRssBytes() => Read("VmHWM:");
+
+    public static long RssBytes() => Read("VmRSS:");
+
+    private static long Read(string key)
+    {
+        if (!File.Exists("/proc/self/status"))
+        {
+            return Environment.WorkingSet;
+        }
+
+        var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+    }
+}

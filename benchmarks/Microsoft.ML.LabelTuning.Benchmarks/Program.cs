@@ -1,0 +1,42 @@
+using System.Text.Json;
+using Microsoft.ML.LabelTuning.Benchmarks;
+using Microsoft.ML.LabelTuning.Runtime;
+
+// Prints one JSON object per line. Figures are ratios measured in this process (utilisation = achieved model FLOP/s
+// over this process's own measured fp32 matmul peak); see docs/performance.md for the formulas.
+if (args is ["--load-child", var childFolder])
+{
+    LoadBench.Child(childFolder);
+    return;
+}
+
+TorchRuntime.EnsureInitialized();
+var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
+bool Run(string name) => only is null || only.Contains(name);
+var json = new JsonSerializerOptions { WriteIndented = false };
+void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, record.GetType(), json));
+
+var peak = MatmulPeak.Measure();
+Print(new { bench = "matmul_peak", gflops_per_s = Math.Round(peak.GflopsPerSecond, 1), best_shape = peak.Shape, threads = TorchRuntime.Threads });
+if (Run("engine"))
+{
+    foreach (var record in EngineBench.Run(peak.GflopsPerSecond))
+    {
+        Print(record);
+    }
+}
+
+if (Run("trainer"))
+{
+    foreach (var record in TrainerBench.Run(peak.GflopsPerSecond))
+    {
+        Print(record);
+    }
+}
+
+if (Run("load"))
+{
+    Print(LoadBench.Run());
+}
+
+Print(new { bench = "process", peak_rss_mb = Math.Round(ProcessMemory.PeakRssBytes() / 1e6, 1) });
