@@ -23,7 +23,7 @@ internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>
         : base(nameof(LlamaSequenceClassifier))
     {
         _model = model;
-        var reference = model.EmbedTokens.weight!;
+        var reference = model.parameters().First(); // Embedding.weight would allocate a new tensor handle each read
         _score = Linear(model.Config.HiddenSize, classCount, hasBias: false, device: reference.device, dtype: reference.dtype);
         _adapter = adapter ?? TokenInputAdapter.Instance;
         Pooling = pooling;

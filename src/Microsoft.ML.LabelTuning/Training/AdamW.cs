@@ -84,6 +84,7 @@ internal sealed class AdamW : IDisposable
     /// <summary>Clears every parameter's gradient.</summary>
     public void ZeroGrad()
     {
+        using var scope = NewDisposeScope(); // each .grad read makes a tensor handle
         foreach (var (_, parameter) in _groups.SelectMany(g => g.Parameters))
         {
             if (parameter.grad is { } grad)

@@ -112,6 +112,7 @@ internal static class TrainingLoop
 
                     if (plan.MaxGradientNorm > 0)
                     {
+                        using var clipScope = NewDisposeScope(); // the returned norm and the .grad handles it reads
                         nn.utils.clip_grad_norm_(trainable.Select(p => p.Parameter), plan.MaxGradientNorm);
                     }
 

@@ -14,8 +14,12 @@ internal static class LoraInjector
         {
             foreach (var name in settings.TargetModules)
             {
-                Func<TorchSharp.Modules.Linear, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> factory =
-                    linear => new LoraLinear(linear, settings.Rank, settings.Alpha, settings.Dropout, settings.UseRsLora);
+                TorchSharp.Modules.Linear? replaced = null;
+                Func<TorchSharp.Modules.Linear, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> factory = linear =>
+                {
+                    replaced = linear;
+                    return new LoraLinear(linear, settings.Rank, settings.Alpha, settings.Dropout, settings.UseRsLora);
+                };
                 if (_attention.Contains(name))
                 {
                     layer.SelfAttention.ReplaceProjection(name, factory);
@@ -24,6 +28,9 @@ internal static class LoraInjector
                 {
                     layer.Mlp.ReplaceProjection(name, factory);
                 }
+
+                // LoraLinear holds its own handle to the base weight's storage; the replaced module's handles go.
+                replaced?.Dispose();
             }
         }
     }

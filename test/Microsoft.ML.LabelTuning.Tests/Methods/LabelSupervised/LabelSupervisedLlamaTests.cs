@@ -346,6 +346,53 @@ public sealed class LabelSupervisedLlamaTests
         Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(new LabelSupervisedLlamaOptions()));
     }
 
+    [TestMethod]
+    public void ValidationReportsEachEpochAndEarlyStoppingKeepsTheBestEpoch()
+    {
+        var (ml, train, test, mapLabel) = ToyViews(train: 90);
+        var labels = mapLabel.Fit(train);
+        var options = FastOptions(_model);
+        options.Epochs = 6;
+        options.LearningRate = 0.2; // far too high: validation loss soon rises, so patience ends the run early
+        options.ValidationSet = labels.Transform(test);
+        options.EarlyStoppingPatience = 1;
+        var reports = new List<TrainingProgress>();
+        options.Progress = new SyncProgress(reports.Add);
+        using var model = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(labels.Transform(train));
+        var validations = reports.Where(r => r.IsValidation).ToList();
+        Assert.IsTrue(validations.Count >= 2, "a validation report per epoch");
+        Assert.IsTrue(validations.Count < 6, $"early stopping should end the run before epoch 6 (ran {validations.Count})");
+        Assert.IsTrue(validations.All(v => v.ValidationAccuracy is >= 0 and <= 1));
+        Assert.AreEqual(validations.Min(v => v.ValidationLoss!.Value), model.Runtime.LastTraining!.BestValidationLoss!.Value, 1e-9);
+    }
+
+    [TestMethod]
+    public void SentencePairsAndClassWeightsAreUsed()
+    {
+        var ml = new MLContext(seed: 1);
+        var rows = ToyData.Rows(150, seed: 5).Select((r, i) => new PairRow { First = r.Text, Second = i % 2 == 0 ? "yes" : "no", Label = r.Label }).ToList();
+        var data = ml.Data.LoadFromEnumerable(rows);
+        var options = FastOptions(_model);
+        options.TextColumnName = "First";
+        options.SecondTextColumnName = "Second";
+        options.ClassWeights = [1f, 2f, 1f];
+        var model = ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(data);
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(data));
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.9, $"pair accuracy {metrics.MicroAccuracy:P1}");
+
+        options.ClassWeights = [1f, 2f];
+        Assert.ThrowsExactly<ArgumentException>(() => ml.Transforms.Conversion.MapValueToKey("Label").Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options)).Fit(data));
+    }
+
+    private sealed class PairRow
+    {
+        public string First { get; set; } = string.Empty;
+
+        public string Second { get; set; } = string.Empty;
+
+        public string Label { get; set; } = string.Empty;
+    }
+
     private sealed class Prediction
     {
         public float[] Score { get; set; } = [];
