@@ -34,11 +34,12 @@ internal sealed record ClassifierDescription(
 /// </summary>
 internal sealed class ClassifierRuntime : IDisposable
 {
+    private WordEncoder? _words;
+
     public ClassifierRuntime(LlamaSequenceClassifier classifier, TextEncoder encoder, Device device, ClassifierDescription description)
     {
         Classifier = classifier;
         Encoder = encoder;
-        Words = new WordEncoder(encoder.Tokenizer, description.MaxSequenceLength);
         Device = device;
         Description = description;
         classifier.eval();
@@ -49,7 +50,7 @@ internal sealed class ClassifierRuntime : IDisposable
     public TextEncoder Encoder { get; }
 
     /// <summary>Gets the word-level encoder token classification uses.</summary>
-    public WordEncoder Words { get; }
+    public WordEncoder Words => _words ??= new WordEncoder(Encoder.Tokenizer, Description.MaxSequenceLength);
 
     public Device Device { get; }
 
