@@ -161,7 +161,7 @@ public static class PeftAdapters
         var classCount = (int)tensors[scoreKey].shape[0];
         var settings = new LoraSettings(rank, alpha, 0, LoraTargetNames.ToNames(targets).ToArray(), Pooling.Last, Unmasked: false, rsLora);
         var element = JsonSerializer.SerializeToElement(settings, SettingsJson.Options);
-        var classifier = new LabelSupervisedFactory().Build(model, classCount, element, tokenLevel: false);
+        var classifier = (LlamaSequenceClassifier)new LabelSupervisedFactory().Build(model, classCount, element, tokenLevel: false);
 
         // PEFT keys: base_model.model.<HF key>, with the adapter name stripped; e.g.
         // base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight and base_model.model.score.weight.

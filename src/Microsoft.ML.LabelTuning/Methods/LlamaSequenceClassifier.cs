@@ -1,6 +1,7 @@
 using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods.Lora;
+using Microsoft.ML.LabelTuning.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ namespace Microsoft.ML.LabelTuning.Methods;
 /// LlamaForSequenceClassification (keys <c>model.*</c> and <c>score.weight</c>), pooled over the attention mask.
 /// In token mode (NER) the head scores every real token instead of the pooled state.
 /// </summary>
-internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>
+internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>, IClassifierModel
 {
     [TorchSharp.Utils.ComponentName(Name = "model")] private readonly LlamaModel _model;
     [TorchSharp.Utils.ComponentName(Name = "score")] private readonly Linear _score;
@@ -94,6 +95,38 @@ internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>
         {
             parameter.requires_grad = true;
         }
+    }
+
+    /// <inheritdoc/>
+    public void SetTraining(bool training) => train(training);
+
+    /// <inheritdoc/>
+    public Tensor Logits(TokenBatch batch) => forward(batch);
+
+    /// <summary>Cross-entropy over classes (sequence mode) or over labelled tokens (token mode).</summary>
+    public Tensor Loss(TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights)
+    {
+        var logits = forward(batch);
+        if (TokenLevel)
+        {
+            var length = batch.InputIds.shape[1];
+            var labels = new long[examples.Count * length];
+            Array.Fill(labels, -100L);
+            for (var row = 0; row < examples.Count; row++)
+            {
+                var tokenLabels = examples[row].TokenLabels!;
+                for (var t = 0; t < tokenLabels.Length; t++)
+                {
+                    labels[(row * length) + t] = tokenLabels[t];
+                }
+            }
+
+            var target = tensor(labels, [examples.Count * length]).to(logits.device);
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target, weight: classWeights, ignore_index: -100); // [B*T, K]
+        }
+
+        var classes = tensor(examples.Select(e => (long)e.Label).ToArray()).to(logits.device);
+        return nn.functional.cross_entropy(logits, classes, weight: classWeights);
     }
 
     /// <summary>Sequence mode: [B, K] logits. Token mode: [B, T, K] logits for the T real-token positions.</summary>

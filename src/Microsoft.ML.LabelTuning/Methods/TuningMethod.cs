@@ -29,7 +29,7 @@ internal interface ITuningMethodFactory
     TuningMethod Method { get; }
 
     /// <summary>Adapts <paramref name="model"/> in place and wraps it with the method's adapter and a head.</summary>
-    LlamaSequenceClassifier Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel);
+    IClassifierModel Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel);
 }
 
 /// <summary>

@@ -46,7 +46,7 @@ internal static class TrainingLoop
     private const string CheckpointState = "checkpoint.json";
 
     public static TrainingSummary Run(
-        LlamaSequenceClassifier model,
+        IClassifierModel model,
         IReadOnlyList<Example> train,
         IReadOnlyList<Example>? validation,
         TrainingPlan plan,
@@ -80,7 +80,7 @@ internal static class TrainingLoop
         {
             for (var epoch = state.Epoch; epoch < plan.Epochs; epoch++)
             {
-                model.train();
+                model.SetTraining(true);
                 var batches = LengthGroupedBatcher.Plan(lengths, plan.BatchSize, plan.Seed, epoch);
                 var batchIndex = epoch == state.Epoch ? state.BatchInEpoch : 0;
                 while (batchIndex < batches.Count)
@@ -96,7 +96,7 @@ internal static class TrainingLoop
                         random.manual_seed(plan.Seed + (state.Step * 1009) + m); // dropout depends only on the step: exact resume
                         var examples = batches[batchIndex + m].Select(i => train[i]).ToList();
                         var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
-                        var loss = ComputeLoss(model, batch, examples, classWeights) / micro;
+                        var loss = model.Loss(batch, examples, classWeights) / micro;
                         loss.backward();
                         var value = loss.item<float>() * micro;
                         if (!float.IsFinite(value))
@@ -196,40 +196,14 @@ internal static class TrainingLoop
 
         DisposeAll(bestWeights);
         classWeights?.Dispose();
-        model.eval();
+        model.SetTraining(false);
         return new TrainingSummary(state.Step, state.Epoch, lastLoss, best, tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
             trainable.Sum(p => p.Parameter.numel()), resumed);
     }
 
-    /// <summary>Cross-entropy over classes (sequence mode) or over labelled tokens (token mode).</summary>
-    public static Tensor ComputeLoss(LlamaSequenceClassifier model, TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights)
+    private static (double Loss, double Accuracy) Evaluate(IClassifierModel model, IReadOnlyList<Example> data, TrainingPlan plan, Tensor? classWeights)
     {
-        var logits = model.forward(batch);
-        if (model.TokenLevel)
-        {
-            var length = batch.InputIds.shape[1];
-            var labels = new long[examples.Count * length];
-            Array.Fill(labels, -100L);
-            for (var row = 0; row < examples.Count; row++)
-            {
-                var tokenLabels = examples[row].TokenLabels!;
-                for (var t = 0; t < tokenLabels.Length; t++)
-                {
-                    labels[(row * length) + t] = tokenLabels[t];
-                }
-            }
-
-            var target = tensor(labels, [examples.Count * length]).to(logits.device);
-            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[^1]), target, weight: classWeights, ignore_index: -100); // [B*T, K]
-        }
-
-        var classes = tensor(examples.Select(e => (long)e.Label).ToArray()).to(logits.device);
-        return nn.functional.cross_entropy(logits, classes, weight: classWeights);
-    }
-
-    private static (double Loss, double Accuracy) Evaluate(LlamaSequenceClassifier model, IReadOnlyList<Example> data, TrainingPlan plan, Tensor? classWeights)
-    {
-        model.eval();
+        model.SetTraining(false);
         using var noGrad = no_grad();
         double lossSum = 0;
         long correct = 0, counted = 0;
@@ -239,16 +213,16 @@ internal static class TrainingLoop
             using var scope = NewDisposeScope();
             var examples = indices.Select(i => data[i]).ToList();
             var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
-            lossSum += ComputeLoss(model, batch, examples, classWeights).item<float>() * examples.Count;
+            lossSum += model.Loss(batch, examples, classWeights).item<float>() * examples.Count;
             if (!model.TokenLevel)
             {
-                var predicted = model.forward(batch).argmax(1).cpu().data<long>().ToArray();
+                var predicted = model.Logits(batch).argmax(1).cpu().data<long>().ToArray();
                 correct += predicted.Where((p, i) => p == examples[i].Label).Count();
                 counted += examples.Count;
             }
         }
 
-        model.train();
+        model.SetTraining(true);
         return (lossSum / data.Count, counted == 0 ? double.NaN : (double)correct / counted);
     }
 

@@ -36,16 +36,16 @@ internal sealed class ClassifierRuntime : IDisposable
 {
     private WordEncoder? _words;
 
-    public ClassifierRuntime(LlamaSequenceClassifier classifier, TextEncoder encoder, Device device, ClassifierDescription description)
+    public ClassifierRuntime(IClassifierModel classifier, TextEncoder encoder, Device device, ClassifierDescription description)
     {
         Classifier = classifier;
         Encoder = encoder;
         Device = device;
         Description = description;
-        classifier.eval();
+        classifier.SetTraining(false);
     }
 
-    public LlamaSequenceClassifier Classifier { get; }
+    public IClassifierModel Classifier { get; }
 
     public TextEncoder Encoder { get; }
 
@@ -94,7 +94,7 @@ internal sealed class ClassifierRuntime : IDisposable
         {
             using var scope = NewDisposeScope();
             var batch = TokenBatch.Collate(indices.Select(i => encoded[i]).ToList(), Words.PadId, Device);
-            var probabilities = Classifier.forward(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, T, K]
+            var probabilities = Classifier.Logits(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, T, K]
             var length = (int)probabilities.shape[1];
             var flat = probabilities.data<float>().ToArray();
             for (var row = 0; row < indices.Length; row++)
@@ -133,7 +133,7 @@ internal sealed class ClassifierRuntime : IDisposable
         {
             using var scope = NewDisposeScope();
             var batch = TokenBatch.Collate(indices.Select(i => encoded[i]).ToList(), Encoder.PadId, Device);
-            var probabilities = Classifier.forward(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, K]
+            var probabilities = Classifier.Logits(batch).to(ScalarType.Float32).softmax(-1).cpu(); // [b, K]
             var flat = probabilities.data<float>().ToArray();
             for (var row = 0; row < indices.Length; row++)
             {

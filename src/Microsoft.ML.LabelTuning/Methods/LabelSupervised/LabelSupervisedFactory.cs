@@ -9,7 +9,7 @@ internal sealed class LabelSupervisedFactory : ITuningMethodFactory
 {
     public TuningMethod Method => TuningMethod.LabelSupervised;
 
-    public LlamaSequenceClassifier Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel)
+    public IClassifierModel Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel)
     {
         var lora = settings.Deserialize<LoraSettings>(SettingsJson.Options)
             ?? throw new InvalidDataException("LS-LLaMA settings are missing from the saved model.");
