@@ -28,6 +28,12 @@ internal interface ITuningMethodFactory
     /// <summary>Gets the method this factory builds.</summary>
     TuningMethod Method { get; }
 
+    /// <summary>
+    /// Completes the method's settings once the tokenizer and the classes are known (L-Tuning stores its label
+    /// texts' token ids here, so a saved model rebuilds without re-tokenizing). Most methods need nothing.
+    /// </summary>
+    JsonElement Prepare(JsonElement settings, Checkpoints.LlamaTextTokenizer tokenizer, IReadOnlyList<string> classNames) => settings;
+
     /// <summary>Adapts <paramref name="model"/> in place and wraps it with the method's adapter and a head.</summary>
     IClassifierModel Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel);
 }
@@ -44,6 +50,8 @@ internal static class TuningMethodRegistry
     static TuningMethodRegistry()
     {
         Register(new LabelSupervised.LabelSupervisedFactory());
+        Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prefix));
+        Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prompt));
     }
 
     public static void Register(ITuningMethodFactory factory)

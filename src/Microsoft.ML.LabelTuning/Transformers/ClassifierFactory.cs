@@ -128,8 +128,10 @@ internal static class ClassifierFactory
             validation = Encode(validRows, encoder, channel, "validation", out _);
         }
 
+        var factory = TuningMethodRegistry.Get(method);
+        settings = factory.Prepare(settings, tokenizer, classes.Names);
         random.manual_seed(seed);
-        var classifier = TuningMethodRegistry.Get(method).Build(model, classes.Count, settings, tokenLevel: false);
+        var classifier = factory.Build(model, classes.Count, settings, tokenLevel: false);
         var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
         var plan = new TrainingPlan(
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,

@@ -1,0 +1,88 @@
+using Microsoft.ML.LabelTuning.Training;
+
+namespace Microsoft.ML.LabelTuning.Methods.LTuning;
+
+/// <summary>Where the label-specific prompt goes relative to the text (L-Tuning prompt only).</summary>
+public enum LabelPlacement
+{
+    /// <summary>Before the text, as in the paper: every label needs its own pass over the text.</summary>
+    Before,
+
+    /// <summary>
+    /// After the text: under causal attention the text's keys and values do not depend on the label, so they are
+    /// computed once and reused for every label's suffix (a KV cache), which makes K-way scoring much cheaper.
+    /// </summary>
+    After,
+}
+
+/// <summary>
+/// Options of L-Tuning (Kowsher et al. 2024): each class's label text is encoded by the frozen model and turned into
+/// label-specific prefixes (<c>LTuningPrefix</c>) or prompts (<c>LTuningPrompt</c>); a true/false head learns whether
+/// a text matches a label, and scoring takes the label with the highest "true" score.
+/// </summary>
+public sealed class LTuningOptions : LabelTuningOptions
+{
+    /// <summary>Creates options with a learning rate suited to the small label encoders (1e-3).</summary>
+    public LTuningOptions()
+    {
+        LearningRate = 1e-3;
+    }
+
+    /// <summary>
+    /// One text per class, in key order (e.g. "The text has negative sentiment"). Null uses the label column's key
+    /// values. Every text must be non-empty and distinct. Default null.
+    /// </summary>
+    public IReadOnlyList<string>? LabelTexts { get; set; }
+
+    /// <summary>False labels sampled per example at each step, 1 to K−1 (capped at K−1). Default 1.</summary>
+    public int NegativesPerExample { get; set; } = 1;
+
+    /// <summary>Where the label prompt goes (prompt variant only). Default <see cref="LTuning.LabelPlacement.Before"/>, the paper's.</summary>
+    public LabelPlacement LabelPlacement { get; set; } = LabelPlacement.Before;
+
+    internal override void Validate()
+    {
+        base.Validate();
+        Require(NegativesPerExample >= 1, nameof(NegativesPerExample), NegativesPerExample, "must be at least 1");
+        Require(Enum.IsDefined(LabelPlacement), nameof(LabelPlacement), LabelPlacement, "must be Before or After");
+        if (LabelTexts is not null)
+        {
+            CheckLabelTexts(LabelTexts, nameof(LabelTexts));
+        }
+    }
+
+    internal static void CheckLabelTexts(IReadOnlyList<string> texts, string source)
+    {
+        for (var i = 0; i < texts.Count; i++)
+        {
+            if (string.IsNullOrWhiteSpace(texts[i]))
+            {
+                throw new ArgumentException($"{source}[{i}] is empty; every class needs a label text.", source);
+            }
+        }
+
+        var duplicate = texts.GroupBy(t => t.Trim(), StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new ArgumentException($"{source} has the label text '{duplicate.Key}' more than once; L-Tuning tells classes apart by their texts.", source);
+        }
+    }
+}
+
+/// <summary>The two L-Tuning variants.</summary>
+internal enum LTuningVariant
+{
+    /// <summary>Label-specific key/value prefixes in every layer.</summary>
+    Prefix,
+
+    /// <summary>Label-specific prompt embeddings.</summary>
+    Prompt,
+}
+
+/// <summary>What a saved L-Tuning model needs to rebuild itself (label token ids included, so no tokenizer is needed).</summary>
+internal sealed record LTuningSettings(
+    LTuningVariant Variant,
+    string[]? LabelTexts,
+    int NegativesPerExample,
+    LabelPlacement Placement,
+    int[][]? LabelTokenIds = null);

@@ -1,0 +1,231 @@
+using System.Globalization;
+using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Methods.LTuning;
+using Microsoft.ML.LabelTuning.Transformers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Tests.Methods.LTuning;
+
+[TestClass]
+public sealed class LTuningTests
+{
+    private static readonly string[] _labelTexts = ["The text is about something negative", "The text is about something positive", "The text is about sport"];
+    private static string _model = string.Empty;
+
+    [ClassInitialize]
+    public static void CreateModel(TestContext context)
+    {
+        _ = context;
+        _model = TinyModels.CreateFolder(seed: 51);
+    }
+
+    [ClassCleanup]
+    public static void DeleteModel() => Directory.Delete(_model, recursive: true);
+
+    private static LTuningOptions Options(LabelPlacement placement = LabelPlacement.Before) => new()
+    {
+        ModelPath = _model,
+        LabelTexts = _labelTexts,
+        Epochs = 8,
+        BatchSize = 16,
+        LearningRate = 3e-2,
+        WarmupRatio = 0.05,
+        MaxSequenceLength = 32,
+        NegativesPerExample = 2,
+        LabelPlacement = placement,
+        Seed = 3,
+    };
+
+    private static (MLContext Ml, IDataView Train, IDataView Test) Views(int train = 150)
+    {
+        var ml = new MLContext(seed: 1);
+        var map = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
+        var trainView = ml.Data.LoadFromEnumerable(ToyData.Rows(train, seed: 1));
+        var fitted = map.Fit(trainView);
+        return (ml, fitted.Transform(trainView), fitted.Transform(ml.Data.LoadFromEnumerable(ToyData.Rows(60, seed: 2))));
+    }
+
+    /// <summary>
+    /// L-Tuning trains only the label encoders and a true/false head on a frozen model, so it needs a base whose states
+    /// already mean something: on the tests' random tiny models it stays near chance (measured 25–43% on three
+    /// classes). This test therefore runs on the embedded pretrained default model, in the opt-in Slow category.
+    /// </summary>
+    [TestMethod]
+    [TestCategory("Slow")]
+    [DataRow("prefix", LabelPlacement.Before)]
+    [DataRow("prompt", LabelPlacement.Before)]
+    [DataRow("prompt", LabelPlacement.After)]
+    public void LearnsSentimentOnThePretrainedDefaultModel(string variant, LabelPlacement placement)
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Microsoft.ML.LabelTuning.sln")))
+        {
+            root = Path.GetDirectoryName(root) ?? throw new DirectoryNotFoundException("repository root");
+        }
+
+        var modelFolder = Path.Combine(root, "models", "labeltuning-default");
+        if (!File.Exists(Path.Combine(modelFolder, "model.safetensors")))
+        {
+            Assert.Inconclusive("The embedded default model is not in models/labeltuning-default yet.");
+        }
+
+        var ml = new MLContext(seed: 1);
+        var rows = File.ReadLines(Path.Combine(root, "data", "imdb", "train.tsv")).Skip(1).Select(l => l.Split('\t'))
+            .Select(f => new ToyData.Row { Label = f[0], Text = f[1] }).ToList();
+        var map = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Microsoft.ML.Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
+        var trainView = ml.Data.LoadFromEnumerable(rows.Take(600));
+        var labels = map.Fit(trainView);
+        var options = new LTuningOptions
+        {
+            ModelPath = modelFolder,
+            LabelTexts = ["The review is negative", "The review is positive"],
+            Epochs = 2,
+            BatchSize = 8,
+            MaxSequenceLength = 128,
+            LabelPlacement = placement,
+            Seed = 1,
+        };
+        IEstimator<ITransformer> trainer = variant == "prefix"
+            ? ml.MulticlassClassification.Trainers.LTuningPrefix(options)
+            : ml.MulticlassClassification.Trainers.LTuningPrompt(options);
+        var model = trainer.Fit(labels.Transform(trainView));
+        var test = labels.Transform(ml.Data.LoadFromEnumerable(rows.Skip(1600).Take(300)));
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.6, $"{variant}/{placement}: accuracy {metrics.MicroAccuracy:P1} (chance 50%)");
+    }
+
+    [TestMethod]
+    public void TheLabelTextsMatter()
+    {
+        var (ml, train, test) = Views(train: 90);
+        float[][] Scores(string[] texts)
+        {
+            var options = Options();
+            options.Epochs = 3;
+            options.LabelTexts = texts;
+            return ml.MulticlassClassification.Trainers.LTuningPrompt(options).Fit(train).Transform(test).GetColumn<float[]>("Score").ToArray();
+        }
+
+        var original = Scores(_labelTexts);
+        var swapped = Scores([_labelTexts[1], _labelTexts[0], _labelTexts[2]]);
+        var difference = original.Zip(swapped).Max(p => p.First.Zip(p.Second).Max(v => Math.Abs(v.First - v.Second)));
+        Assert.IsTrue(difference > 1e-3, $"swapping two classes' label texts should change the trained scores (max difference {difference})");
+    }
+
+    [TestMethod]
+    [DataRow("prefix", LabelPlacement.Before)]
+    [DataRow("prompt", LabelPlacement.Before)]
+    [DataRow("prompt", LabelPlacement.After)]
+    public void BatchedKWayScoringEqualsOneLabelAtATime(string variant, LabelPlacement placement)
+    {
+        using var scope = NewDisposeScope();
+        var (classifier, batch) = Build(variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt, placement);
+        using var noGrad = no_grad();
+        var batched = classifier.Logits(batch); // [B, K] (After: through the KV cache)
+        classifier.SetTraining(true); // the uncached path
+        var b = batch.InputIds.shape[0];
+        for (var k = 0; k < classifier.ClassCount; k++)
+        {
+            var single = classifier.PairLogits(batch.InputIds, batch.AttentionMask, full(b, (long)k, dtype: ScalarType.Int64)); // [B, 2]
+            var expected = single[.., 1] - single[.., 0];
+            var delta = (batched[.., k] - expected).abs().max().item<float>();
+            Assert.IsTrue(delta < 1e-4, $"label {k}: batched/cached scores differ from one-by-one by {delta}");
+        }
+
+        classifier.Dispose();
+    }
+
+    [TestMethod]
+    public void SavedModelReloadsInAFreshProcessWithIdenticalScores()
+    {
+        var (ml, train, test) = Views(train: 60);
+        var options = Options(LabelPlacement.After);
+        options.Epochs = 2;
+        var model = ml.MulticlassClassification.Trainers.LTuningPrompt(options).Fit(train);
+        var expected = model.Transform(test).GetColumn<float[]>("Score").ToArray();
+        var dir = Directory.CreateTempSubdirectory("lt-ltuning-save-");
+        try
+        {
+            var zip = Path.Combine(dir.FullName, "model.zip");
+            ml.Model.Save(model, train.Schema, zip);
+            var texts = Path.Combine(dir.FullName, "texts.txt");
+            File.WriteAllLines(texts, ToyData.Rows(60, seed: 2).Select(r => r.Text));
+            var actual = TestHostProcess.Run("score-texts", zip, texts).Split('\n', StringSplitOptions.RemoveEmptyEntries)
+                .Select(line => line.Split(' ').Select(v => float.Parse(v, CultureInfo.InvariantCulture)).ToArray()).ToArray();
+            for (var i = 0; i < expected.Length; i++)
+            {
+                CollectionAssert.AreEqual(expected[i], actual[i], $"row {i}");
+            }
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void TheSameSeedGivesTheSameScoresAndNothingLeaks()
+    {
+        var (ml, train, test) = Views(train: 48);
+        float[][] Run()
+        {
+            var options = Options();
+            options.Epochs = 2;
+            using var model = ml.MulticlassClassification.Trainers.LTuningPrefix(options).Fit(train);
+            return model.Transform(test).GetColumn<float[]>("Score").ToArray();
+        }
+
+        var first = Run();
+        var baseline = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        var second = Run();
+        Assert.AreEqual(baseline, DisposeScopeManager.Statistics.ThreadTotalLiveCount, "live tensors after another fit/score/dispose");
+        for (var i = 0; i < first.Length; i++)
+        {
+            CollectionAssert.AreEqual(first[i], second[i], $"row {i}");
+        }
+    }
+
+    [TestMethod]
+    public void BadLabelTextsGiveClearErrors()
+    {
+        var (ml, train, _) = Views(train: 12);
+        var empty = Options();
+        empty.LabelTexts = ["negative", " ", "sport"];
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(empty)).Message, "LabelTexts[1] is empty");
+
+        var duplicate = Options();
+        duplicate.LabelTexts = ["same", "same", "sport"];
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(duplicate)).Message, "more than once");
+
+        var missing = Options();
+        missing.LabelTexts = ["negative", "positive"];
+        StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(missing).Fit(train)).Message, "every class needs one");
+    }
+
+    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement)
+    {
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
+        var factory = new LTuningFactory(variant);
+        var settings = factory.Prepare(
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, 1, placement), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            tokenizer, ["negative", "positive", "sport"]);
+        random.manual_seed(9);
+        var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
+        // Random heads and label encoders, so every path is exercised with non-trivial values.
+        using (no_grad())
+        {
+            foreach (var (_, parameter) in classifier.TrainableParameters())
+            {
+                parameter.normal_(0, 0.5);
+            }
+        }
+
+        classifier.SetTraining(false);
+        var encoder = new TextEncoder(tokenizer, 32, Training.Truncation.Head);
+        var sequences = ToyData.Rows(5, seed: 4).Select(r => encoder.Encode(new TextInput(r.Text, null), out _)).ToList(); // ragged: padding matters
+        return (classifier, TokenBatch.Collate(sequences, encoder.PadId, CPU));
+    }
+}
