@@ -44,6 +44,8 @@ internal static class TuningMethodRegistry
     static TuningMethodRegistry()
     {
         Register(new LabelSupervised.LabelSupervisedFactory());
+        Register(new PromptTuning.PromptTuningFactory());
+        Register(new PrefixTuning.PrefixTuningFactory());
     }
 
     public static void Register(ITuningMethodFactory factory)
