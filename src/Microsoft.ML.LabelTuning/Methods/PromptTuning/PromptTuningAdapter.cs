@@ -142,7 +142,7 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
 
         var projected = _prompt.unsqueeze(0).matmul(_projectionDown!).matmul(_projectionUp!); // [k, n, D]
         var gates = nn.functional.softmax(_gate.call(_prompt), -1);                              // [n, k]
-        var mixed = (gates.t().unsqueeze(-1) * projected).sum(0);                             // [n, D]
+        var mixed = (gates.t().unsqueeze(-1) * projected).sum(dim: 0);                           // [n, D]
         return _prompt + mixed;
     }
 
