@@ -7,6 +7,8 @@ using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 using Microsoft.ML.LabelTuning.Methods.Lora;
+using Microsoft.ML.LabelTuning.Methods.PrefixTuning;
+using Microsoft.ML.LabelTuning.Methods.PromptTuning;
 using Microsoft.ML.LabelTuning.Runtime;
 using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.LabelTuning.Transformers;
@@ -19,7 +21,7 @@ namespace Microsoft.ML.LabelTuning.Interop;
 /// <summary>
 /// Moves adapters between this library and Hugging Face PEFT, in PEFT's own layout: <c>adapter_config.json</c> and
 /// <c>adapter_model.safetensors</c> with PEFT's key names (task type SEQ_CLS; the trained head is saved as
-/// <c>score.weight</c> and replaces the base model's).
+/// <c>score.weight</c> and replaces the base model's). LORA, PROMPT_TUNING and PREFIX_TUNING are supported both ways.
 /// </summary>
 public static class PeftAdapters
 {
@@ -79,6 +81,12 @@ public static class PeftAdapters
             case TuningMethod.LabelSupervised:
                 ExportLora(runtime, folder);
                 break;
+            case TuningMethod.PromptTuning:
+                ExportPromptTuning(runtime, folder);
+                break;
+            case TuningMethod.PrefixTuning:
+                ExportPrefixTuning(runtime, folder);
+                break;
             default:
                 throw new NotSupportedException($"PEFT export of {description.Method} models is not available; PEFT has no equivalent adapter type.");
         }
@@ -125,7 +133,9 @@ public static class PeftAdapters
         return peftType switch
         {
             "LORA" => ImportLora(model, config, configPath, tensors, weightsPath),
-            _ => throw new NotSupportedException($"PEFT type {peftType} in '{configPath}' is not supported for import yet (LORA is)."),
+            "PROMPT_TUNING" => ImportPromptTuning(model, config, configPath, tensors, weightsPath),
+            "PREFIX_TUNING" => ImportPrefixTuning(model, config, configPath, tensors, weightsPath),
+            _ => throw new NotSupportedException($"PEFT type {peftType} in '{configPath}' is not supported for import (LORA, PROMPT_TUNING and PREFIX_TUNING are)."),
         };
     }
 
@@ -224,6 +234,189 @@ public static class PeftAdapters
         SafeTensors.WriteFile(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         AtomicFile.WriteText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
+
+    /// <summary>
+    /// PROMPT_TUNING: <c>prompt_embeddings</c> [n, hidden] is the soft prompt in input-embedding space, prepended to the
+    /// token embeddings at positions 0..n-1 (the text at n..n+T-1), with the mask extended by ones; the head is
+    /// <c>base_model.score.weight</c>. PEFT pools at the last position of every row; we pool at the last real token,
+    /// which is the same on unpadded rows and right on padded ones (PEFT issue #764).
+    /// </summary>
+    private static (LlamaSequenceClassifier, TuningMethod, JsonElement) ImportPromptTuning(
+        LlamaModel model, JsonNode config, string configPath, Dictionary<string, Tensor> tensors, string weightsPath)
+    {
+        RequireSingleSubmodule(config, configPath);
+        var n = RequireInt(config, "num_virtual_tokens", configPath);
+        var tokenDim = config["token_dim"]?.GetValue<int>() ?? model.Config.HiddenSize;
+        if (tokenDim != model.Config.HiddenSize)
+        {
+            throw new InvalidDataException($"'{configPath}' has token_dim {tokenDim} but the base model's hidden size is {model.Config.HiddenSize}.");
+        }
+
+        var (prompt, score) = PromptLearningTensors(tensors, weightsPath, [n, model.Config.HiddenSize]);
+        var settings = new PromptTuningSettings(n, PromptTuningInit.Random, null, 0, 8, 0, 1, Pooling.Last);
+        var element = JsonSerializer.SerializeToElement(settings, SettingsJson.Options);
+        var classifier = new PromptTuningFactory().Build(model, (int)score.shape[0], element, tokenLevel: false);
+        var adapter = (PromptTuningAdapter)classifier.Adapter;
+        CopyInto(adapter.PromptEmbeddings, prompt);
+        CopyInto(classifier.Score.weight!, score);
+        classifier.eval();
+        return (classifier, TuningMethod.PromptTuning, element);
+    }
+
+    /// <summary>
+    /// PREFIX_TUNING: <c>prompt_embeddings</c> [n, layers·2·token_dim] viewed as [n, layers·2, heads, token_dim / heads],
+    /// layer l reading 2l as keys and 2l+1 as values, with heads = num_key_value_heads (GQA). Prefixes made with the
+    /// projection MLP arrive folded (PEFT saves the MLP's output), so prefix_projection needs nothing more.
+    /// </summary>
+    private static (LlamaSequenceClassifier, TuningMethod, JsonElement) ImportPrefixTuning(
+        LlamaModel model, JsonNode config, string configPath, Dictionary<string, Tensor> tensors, string weightsPath)
+    {
+        RequireSingleSubmodule(config, configPath);
+        var n = RequireInt(config, "num_virtual_tokens", configPath);
+        var layers = RequireInt(config, "num_layers", configPath);
+        var tokenDim = RequireInt(config, "token_dim", configPath);
+        var heads = RequireInt(config, "num_attention_heads", configPath);
+        var c = model.Config;
+        if (layers != c.NumHiddenLayers)
+        {
+            throw new InvalidDataException($"'{configPath}' has num_layers {layers} but the base model has {c.NumHiddenLayers} layers.");
+        }
+
+        if (heads != c.KeyValueHeadCount || tokenDim != c.KeyValueHeadCount * c.HeadDimension)
+        {
+            throw new InvalidDataException(
+                $"'{configPath}' has num_attention_heads {heads} and token_dim {tokenDim} but the base model's keys and values have " +
+                $"{c.KeyValueHeadCount} heads of {c.HeadDimension} (token_dim {c.KeyValueHeadCount * c.HeadDimension}); prefixes must be sized by " +
+                "num_key_value_heads × head_dim, as PEFT ≥ 0.12 derives for grouped-query attention.");
+        }
+
+        var (prefix, score) = PromptLearningTensors(tensors, weightsPath, [n, layers * 2L * tokenDim]);
+        var settings = new PrefixTuningSettings(n, 0, Pooling.Last);
+        var element = JsonSerializer.SerializeToElement(settings, SettingsJson.Options);
+        var classifier = new PrefixTuningFactory().Build(model, (int)score.shape[0], element, tokenLevel: false);
+        var adapter = (PrefixTuningAdapter)classifier.Adapter;
+        CopyInto(adapter.TrainableParameters.Single().Parameter, prefix);
+        CopyInto(classifier.Score.weight!, score);
+        classifier.eval();
+        return (classifier, TuningMethod.PrefixTuning, element);
+    }
+
+    private static (Tensor Prompt, Tensor Score) PromptLearningTensors(Dictionary<string, Tensor> tensors, string weightsPath, long[] promptShape)
+    {
+        var extra = tensors.Keys.Where(k => k != "prompt_embeddings" && StripPeftPrefix(k) != "score.weight").ToList();
+        if (extra.Count > 0)
+        {
+            throw new InvalidDataException(
+                $"'{weightsPath}' has tensor(s) a prompt-learning SEQ_CLS adapter does not hold: {string.Join(", ", extra)} (expected prompt_embeddings and base_model.score.weight).");
+        }
+
+        var prompt = tensors.TryGetValue("prompt_embeddings", out var p)
+            ? p
+            : throw new InvalidDataException($"'{weightsPath}' has no 'prompt_embeddings' tensor.");
+        if (!prompt.shape.SequenceEqual(promptShape))
+        {
+            throw new InvalidDataException(
+                $"Tensor 'prompt_embeddings' in '{weightsPath}' has shape [{string.Join(", ", prompt.shape)}] but the model and adapter_config imply [{string.Join(", ", promptShape)}].");
+        }
+
+        var scoreKey = tensors.Keys.FirstOrDefault(k => StripPeftPrefix(k) == "score.weight")
+            ?? throw new InvalidDataException($"'{weightsPath}' has no score.weight: a SEQ_CLS adapter saves its trained head.");
+        return (prompt, tensors[scoreKey]);
+    }
+
+    private static void CopyInto(Tensor parameter, Tensor value)
+    {
+        if (!value.shape.SequenceEqual(parameter.shape))
+        {
+            throw new InvalidDataException($"A PEFT tensor of shape [{string.Join(", ", value.shape)}] does not fit the parameter of shape [{string.Join(", ", parameter.shape)}].");
+        }
+
+        using var noGrad = no_grad();
+        parameter.copy_(value.to(parameter.dtype));
+    }
+
+    private static void ExportPromptTuning(ClassifierRuntime runtime, string folder)
+    {
+        var adapter = (PromptTuningAdapter)runtime.Sequence.Adapter;
+        var settings = adapter.Settings;
+        if (settings.DecomposedRank > 0)
+        {
+            throw new NotSupportedException(
+                $"PEFT export of DePT/EPT models (DecomposedRank {settings.DecomposedRank}) is not available; PEFT has no adapter type for a low-rank update of the input embeddings.");
+        }
+
+        RequireLastPooling(settings.Pooling);
+        var c = runtime.Sequence.Model.Config;
+        var config = PromptLearningConfig(runtime, "PROMPT_TUNING", settings.VirtualTokenCount, c.HiddenSize, c.NumAttentionHeads, c.NumHiddenLayers);
+        config["prompt_tuning_init"] = "RANDOM"; // the weights are loaded; PEFT skips init in inference mode anyway
+        config["prompt_tuning_init_text"] = null;
+        config["tokenizer_name_or_path"] = null;
+        config["tokenizer_kwargs"] = null;
+        WritePromptLearning(runtime, folder, config, adapter.PromptEmbeddings);
+    }
+
+    private static void ExportPrefixTuning(ClassifierRuntime runtime, string folder)
+    {
+        var adapter = (PrefixTuningAdapter)runtime.Sequence.Adapter;
+        var settings = runtime.Description.Settings.Deserialize<PrefixTuningSettings>(SettingsJson.Options)!;
+        RequireLastPooling(settings.Pooling);
+        var c = runtime.Sequence.Model.Config;
+        var tokenDim = c.KeyValueHeadCount * c.HeadDimension;
+        var config = PromptLearningConfig(runtime, "PREFIX_TUNING", adapter.VirtualTokenCount, tokenDim, c.KeyValueHeadCount, c.NumHiddenLayers);
+        config["encoder_hidden_size"] = tokenDim;
+        config["prefix_projection"] = false; // saved folded, as PEFT saves a projected prefix
+        using var noGrad = no_grad();
+        WritePromptLearning(runtime, folder, config, adapter.Table());
+    }
+
+    private static JsonObject PromptLearningConfig(ClassifierRuntime runtime, string peftType, int virtualTokens, int tokenDim, int heads, int layers)
+        => new()
+        {
+            ["peft_type"] = peftType,
+            ["task_type"] = "SEQ_CLS",
+            ["num_virtual_tokens"] = virtualTokens,
+            ["token_dim"] = tokenDim,
+            ["num_attention_heads"] = heads,
+            ["num_layers"] = layers,
+            ["num_transformer_submodules"] = 1,
+            ["inference_mode"] = true,
+            ["base_model_name_or_path"] = runtime.Description.BaseModelPath,
+            ["revision"] = null,
+            ["auto_mapping"] = null,
+        };
+
+    private static void WritePromptLearning(ClassifierRuntime runtime, string folder, JsonObject config, Tensor prompt)
+    {
+        using var scope = NewDisposeScope();
+        var tensors = new Dictionary<string, Tensor>
+        {
+            ["prompt_embeddings"] = prompt.detach().to(ScalarType.Float32).cpu().contiguous(),
+            ["base_model.score.weight"] = runtime.Sequence.Score.weight!.detach().to(ScalarType.Float32).cpu().contiguous(),
+        };
+        SafeTensors.WriteFile(Path.Combine(folder, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        AtomicFile.WriteText(Path.Combine(folder, ConfigFile), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    private static void RequireLastPooling(Pooling pooling)
+    {
+        if (pooling != Pooling.Last)
+        {
+            throw new NotSupportedException($"PEFT export needs Pooling.Last (PEFT's sequence classifier pools the last token) but the model pools with {pooling}.");
+        }
+    }
+
+    private static void RequireSingleSubmodule(JsonNode config, string configPath)
+    {
+        if (config["num_transformer_submodules"]?.GetValue<int>() is { } count && count != 1)
+        {
+            throw new InvalidDataException($"'{configPath}' has num_transformer_submodules {count}; a decoder-only SEQ_CLS adapter has 1.");
+        }
+    }
+
+    private static int RequireInt(JsonNode config, string key, string configPath)
+        => config[key]?.GetValue<int>() is { } value && value > 0
+            ? value
+            : throw new InvalidDataException($"'{configPath}' needs a positive integer '{key}'.");
 
     private static string StripPeftPrefix(string key)
     {

@@ -50,6 +50,8 @@ internal static class TuningMethodRegistry
     static TuningMethodRegistry()
     {
         Register(new LabelSupervised.LabelSupervisedFactory());
+        Register(new PromptTuning.PromptTuningFactory());
+        Register(new PrefixTuning.PrefixTuningFactory());
         Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prefix));
         Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prompt));
     }

@@ -125,6 +125,12 @@ public abstract class LabelTuningOptions
         _ = Runtime.DeviceSelection.ParseDtype(Dtype);
     }
 
+    /// <summary>
+    /// Learning-rate multipliers for groups of trainable parameters, keyed by parameter-name prefix (e.g. DePT's
+    /// <c>adapter.lora_embedding_</c>); null when every parameter trains at <see cref="LearningRate"/>.
+    /// </summary>
+    internal virtual IReadOnlyDictionary<string, double>? LearningRateScales() => null;
+
     private protected static void Require(bool condition, string name, object value, string rule)
     {
         if (!condition)

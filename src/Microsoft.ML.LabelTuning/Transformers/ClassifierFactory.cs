@@ -133,11 +133,12 @@ internal static class ClassifierFactory
         random.manual_seed(seed);
         var classifier = factory.Build(model, classes.Count, settings, tokenLevel: false);
         var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
+        var scales = options.LearningRateScales();
         var plan = new TrainingPlan(
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             encoder.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, train, baseSha));
+            RunFingerprint(method, settings, options, scales, train, baseSha), scales);
         var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
 
@@ -194,7 +195,7 @@ internal static class ClassifierFactory
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             words.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, train, baseSha));
+            RunFingerprint(method, settings, options, options.LearningRateScales(), train, baseSha), options.LearningRateScales());
         var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
         var description = new ClassifierDescription(
@@ -270,11 +271,19 @@ internal static class ClassifierFactory
         return examples;
     }
 
-    private static string RunFingerprint(TuningMethod method, JsonElement settings, LabelTuningOptions o, IReadOnlyList<Example> train, string baseSha)
+    private static string RunFingerprint(
+        TuningMethod method, JsonElement settings, LabelTuningOptions o, IReadOnlyDictionary<string, double>? scales, IReadOnlyList<Example> train, string baseSha)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(Encoding.UTF8.GetBytes(string.Join('|', method, settings.GetRawText(), o.MaxSequenceLength, o.Truncation, o.BatchSize,
             o.Epochs, o.LearningRate, o.WeightDecay, o.WarmupRatio, o.GradientAccumulationSteps, o.MaxGradientNorm, o.Seed, baseSha)));
+        if (scales is not null)
+        {
+            // Only when set, so that the fingerprints of methods without learning-rate groups stay as they were.
+            sha.AppendData(Encoding.UTF8.GetBytes(string.Join(',', scales.OrderBy(s => s.Key, StringComparer.Ordinal)
+                .Select(s => $"{s.Key}={s.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}"))));
+        }
+
         foreach (var example in train)
         {
             sha.AppendData(Encoding.UTF8.GetBytes($"{example.Label}:{string.Join(',', example.Ids)};"));

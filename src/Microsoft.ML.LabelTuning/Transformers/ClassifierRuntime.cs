@@ -47,6 +47,10 @@ internal sealed class ClassifierRuntime : IDisposable
 
     public IClassifierModel Classifier { get; }
 
+    /// <summary>Gets the classifier as the decoder-plus-head model most methods use (PEFT interop needs it).</summary>
+    public LlamaSequenceClassifier Sequence => Classifier as LlamaSequenceClassifier
+        ?? throw new NotSupportedException($"{Description.Method} models are not a decoder with a single head; PEFT has no equivalent adapter type.");
+
     public TextEncoder Encoder { get; }
 
     /// <summary>Gets the word-level encoder token classification uses.</summary>

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LabelTuning.Tests.Interop;
 public sealed class PeftInteropTests
 {
     /// <summary>Methods whose import is implemented; other cases are reported as inconclusive, not passed.</summary>
-    private static readonly HashSet<string> _supported = ["LORA"];
+    private static readonly HashSet<string> _supported = ["LORA", "PROMPT_TUNING", "PREFIX_TUNING"];
 
     public static IEnumerable<object[]> Cases()
     {
@@ -51,9 +51,12 @@ public sealed class PeftInteropTests
     }
 
     [TestMethod]
-    public void ExportThenImportGivesTheSameLogits()
+    [DataRow("lora-seqcls", "LORA", "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "base_model.model.score.weight")]
+    [DataRow("prompt-tuning-seqcls", "PROMPT_TUNING", "prompt_embeddings", "base_model.score.weight")]
+    [DataRow("prefix-tuning-seqcls", "PREFIX_TUNING", "prompt_embeddings", "base_model.score.weight")]
+    public void ExportThenImportGivesTheSameLogits(string caseName, string peftType, string adapterKey, string headKey)
     {
-        var caseFolder = Path.Combine(AppContext.BaseDirectory, "Fixtures", "peft-reference", "lora-seqcls");
+        var caseFolder = Path.Combine(AppContext.BaseDirectory, "Fixtures", "peft-reference", caseName);
         var output = Directory.CreateTempSubdirectory("lt-peft-export-");
         try
         {
@@ -65,11 +68,17 @@ public sealed class PeftInteropTests
             transformer.ExportPeftAdapter(output.FullName);
 
             using var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(output.FullName, "adapter_config.json")));
-            Assert.AreEqual("LORA", config.RootElement.GetProperty("peft_type").GetString());
+            Assert.AreEqual(peftType, config.RootElement.GetProperty("peft_type").GetString());
             Assert.AreEqual("SEQ_CLS", config.RootElement.GetProperty("task_type").GetString());
             var (tensors, _) = SafeTensors.ReadFile(Path.Combine(output.FullName, "adapter_model.safetensors"));
-            CollectionAssert.Contains(tensors.Keys.ToList(), "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
-            CollectionAssert.Contains(tensors.Keys.ToList(), "base_model.model.score.weight");
+            CollectionAssert.Contains(tensors.Keys.ToList(), adapterKey);
+            CollectionAssert.Contains(tensors.Keys.ToList(), headKey);
+            var (original, _) = SafeTensors.ReadFile(Path.Combine(caseFolder, "adapter", "adapter_model.safetensors"));
+            CollectionAssert.AreEquivalent(original.Keys.ToList(), tensors.Keys.ToList(), "the export writes the keys PEFT wrote");
+            foreach (var (key, value) in original)
+            {
+                Assert.AreEqual(0f, (value - tensors[key]).abs().max().item<float>(), $"{key} changed in the round trip");
+            }
 
             var (reimported, _, _) = PeftAdapters.LoadClassifier(output.FullName, Path.Combine(caseFolder, "base"), CPU);
             using var inputs = JsonDocument.Parse(File.ReadAllText(Path.Combine(caseFolder, "inputs.json")));
