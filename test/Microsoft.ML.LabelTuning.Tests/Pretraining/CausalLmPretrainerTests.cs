@@ -138,6 +138,37 @@ public sealed class CausalLmPretrainerTests
     }
 
     [TestMethod]
+    public void TheBestModelExportsAsAHalfPrecisionHuggingFaceFolder()
+    {
+        var exported = Path.Combine(_folder, "exported");
+        Assert.ThrowsExactly<InvalidOperationException>(() => PretrainedModelExport.ExportBest(Path.Combine(_folder, "none"), exported));
+        var options = Options("run", steps: 8);
+        options.EvalMaxTokens = 0;
+        var summary = new CausalLmPretrainer(options).Run();
+
+        var result = PretrainedModelExport.ExportBest(Path.Combine(_folder, "run"), exported);
+
+        Assert.AreEqual("float16", result.Dtype);
+        Assert.AreEqual(summary.BestStep, result.Best.Step);
+        Assert.AreEqual("float16", LlamaConfig.Load(Path.Combine(exported, "config.json")).TorchDtype);
+        using (var reader = SafeTensorsReader.Open(Path.Combine(exported, "model.safetensors")))
+        {
+            Assert.IsTrue(reader.Tensors.Values.All(t => t.DType == SafeTensorsDType.F16), "Every weight is stored as float16.");
+            Assert.AreEqual(result.Parameters, reader.Tensors.Values.Sum(t => t.ElementCount));
+        }
+
+        foreach (var file in new[] { "tokenizer.model", "tokenizer_config.json" })
+        {
+            File.Copy(Path.Combine(_folder, file), Path.Combine(exported, file));
+        }
+
+        var perplexity = PretrainedModelExport.Perplexity(exported, Path.Combine(_folder, "corpus.txt"), sequenceLength: 16, batchSize: 4);
+        Assert.AreEqual(result.Best.ValidationPerplexity, perplexity, result.Best.ValidationPerplexity * 0.01, "float16 rounding moves perplexity by far less than 1%.");
+        Assert.AreEqual(PackedCorpus.Build([Path.Combine(_folder, "corpus.txt")], LlamaTextTokenizer.FromModelFolder(_folder), 1, 1, null).Tokens.Length,
+            PretrainedModelExport.CountTokens([Path.Combine(_folder, "corpus.txt")], _folder).Tokens);
+    }
+
+    [TestMethod]
     public void ACancelledRunResumesToTheSameBitsAsAnUninterruptedOne()
     {
         new CausalLmPretrainer(Options("straight", steps: 12)).Run();
