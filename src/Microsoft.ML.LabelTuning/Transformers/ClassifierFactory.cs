@@ -128,26 +128,7 @@ internal static class ClassifierFactory
             validation = Encode(validRows, encoder, channel, "validation", out _);
         }
 
-        var factory = TuningMethodRegistry.Get(method);
-        settings = factory.Prepare(settings, tokenizer, classes.Names);
-        random.manual_seed(seed);
-        var classifier = factory.Build(model, classes.Count, settings, tokenLevel: false);
-        var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
-        var scales = options.LearningRateScales();
-        var plan = new TrainingPlan(
-            options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
-            options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
-            encoder.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, scales, train, baseSha), scales);
-        var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
-        channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
-
-        var description = new ClassifierDescription(
-            method, settings, classes.Names.ToArray(), options.TextColumnName, options.SecondTextColumnName, options.MaxSequenceLength,
-            options.Truncation, options.BatchSize, TokenLevel: false, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
-            options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(f => Path.GetFileName(f)).ToArray() : [],
-            options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
-        return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = classes.KeyValues, LastTraining = summary };
+        return TrainAndDescribe(options, method, settings, classes, model, tokenizer, train, validation, seed, device, channel, tokenLevel: false);
     }
 
     /// <summary>Fits a token classifier (NER): the label is a vector of keys, one per space-separated word.</summary>
@@ -188,19 +169,40 @@ internal static class ClassifierFactory
             throw new ArgumentException($"The training data has no rows with labelled words in column '{options.LabelColumnName}'.", nameof(data));
         }
 
+        return TrainAndDescribe(options, method, settings, classes, model, tokenizer, train, validation, seed, device, channel, tokenLevel: true);
+    }
+
+    /// <summary>The part of every fit after the data is encoded: build the method's model, train it, describe it.</summary>
+    private static ClassifierRuntime TrainAndDescribe(
+        LabelTuningOptions options,
+        TuningMethod method,
+        JsonElement settings,
+        LabelClasses classes,
+        LlamaModel model,
+        LlamaTextTokenizer tokenizer,
+        List<Example> train,
+        List<Example>? validation,
+        int seed,
+        Device device,
+        IChannel channel,
+        bool tokenLevel)
+    {
+        var factory = TuningMethodRegistry.Get(method);
+        settings = factory.Prepare(settings, tokenizer, classes.Names);
         random.manual_seed(seed);
-        var classifier = TuningMethodRegistry.Get(method).Build(model, classes.Count, settings, tokenLevel: true);
+        var classifier = factory.Build(model, classes.Count, settings, tokenLevel);
         var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
+        var scales = options.LearningRateScales();
         var plan = new TrainingPlan(
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
-            words.PadId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, options.LearningRateScales(), train, baseSha), options.LearningRateScales());
+            tokenizer.PaddingId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
+            RunFingerprint(method, settings, options, scales, train, baseSha), scales);
         var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
         var description = new ClassifierDescription(
-            method, settings, classes.Names.ToArray(), options.TextColumnName, null, options.MaxSequenceLength,
-            options.Truncation, options.BatchSize, TokenLevel: true, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
+            method, settings, classes.Names.ToArray(), options.TextColumnName, tokenLevel ? null : options.SecondTextColumnName, options.MaxSequenceLength,
+            options.Truncation, options.BatchSize, tokenLevel, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
             options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(f => Path.GetFileName(f)).ToArray() : [],
             options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
         return new ClassifierRuntime(classifier, new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation), device, description)
