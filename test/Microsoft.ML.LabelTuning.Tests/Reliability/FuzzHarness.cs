@@ -35,6 +35,8 @@ internal sealed class FuzzStats(string loader, AllocationBound bound)
 {
     private readonly ConcurrentDictionary<string, long> _kinds = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, long> _outcomes = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _faults = new(StringComparer.Ordinal);
+    private readonly ConcurrentQueue<string> _unclassified = new();
     private readonly object _gate = new();
     private long _cases;
 
@@ -58,11 +60,26 @@ internal sealed class FuzzStats(string loader, AllocationBound bound)
 
     public IReadOnlyDictionary<string, long> Outcomes => _outcomes;
 
+    /// <summary>Gets or sets the fault classes to count: a rejected case counts under the first whose text its message contains.</summary>
+    public IReadOnlyList<(string Fault, string MessagePart)> FaultClasses { get; set; } = [];
+
+    public IReadOnlyDictionary<string, long> Faults => _faults;
+
     public void Record(string kind, Exception? error, TimeSpan elapsed, long allocated, long realBytes)
     {
         Interlocked.Increment(ref _cases);
         _kinds.AddOrUpdate(kind, 1, (_, n) => n + 1);
         _outcomes.AddOrUpdate(error is null ? "accepted" : error.GetType().Name, 1, (_, n) => n + 1);
+        if (error is not null)
+        {
+            var fault = FaultClasses.FirstOrDefault(f => error.Message.Contains(f.MessagePart, StringComparison.Ordinal)).Fault ?? "other";
+            _faults.AddOrUpdate(fault, 1, (_, n) => n + 1);
+            if (fault == "other" && _unclassified.Count < 5)
+            {
+                _unclassified.Enqueue(error.Message.Length > 300 ? error.Message[..300] : error.Message);
+            }
+        }
+
         lock (_gate)
         {
             MaxCaseMilliseconds = Math.Max(MaxCaseMilliseconds, elapsed.TotalMilliseconds);
@@ -82,12 +99,22 @@ internal sealed class FuzzStats(string loader, AllocationBound bound)
         ["allocationBound"] = $"{Bound.PerByte} x file bytes + {Bound.Constant}",
         ["kinds"] = new JsonObject(_kinds.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => KeyValuePair.Create(k.Key, (JsonNode?)k.Value))),
         ["outcomes"] = new JsonObject(_outcomes.OrderBy(k => k.Key, StringComparer.Ordinal).Select(k => KeyValuePair.Create(k.Key, (JsonNode?)k.Value))),
+        ["faults"] = new JsonObject(_faults.OrderByDescending(k => k.Value).Select(k => KeyValuePair.Create(k.Key, (JsonNode?)k.Value))),
+        ["unclassifiedExamples"] = new JsonArray([.. _unclassified.Select(m => (JsonNode?)m)]),
     };
+
+    /// <summary>Asserts that the generators reached each of <paramref name="faults"/> at least once.</summary>
+    public void AssertReached(params string[] faults)
+    {
+        var missed = faults.Where(f => !_faults.ContainsKey(f)).ToArray();
+        Assert.IsTrue(missed.Length == 0, $"{Loader}: no case reached {string.Join(", ", missed)}; {this}");
+    }
 
     public override string ToString()
         => $"{Loader}: {Cases} cases in {Seconds:F1} s on {Threads} thread(s); outcomes "
             + string.Join(", ", _outcomes.OrderByDescending(o => o.Value).Select(o => $"{o.Key} {o.Value}"))
-            + $"; slowest {MaxCaseMilliseconds:F1} ms; most allocated {MaxAllocatedBytes:N0} B ({MaxAllocatedPerFileByte:F1} B per file byte)";
+            + $"; slowest {MaxCaseMilliseconds:F1} ms; most allocated {MaxAllocatedBytes:N0} B ({MaxAllocatedPerFileByte:F1} B per file byte); faults "
+            + string.Join(", ", _faults.OrderByDescending(o => o.Value).Select(o => $"{o.Key} {o.Value}"));
 }
 
 /// <summary>
@@ -139,15 +166,16 @@ internal static class Fuzz
         Action<string, string> load,
         AllocationBound bound,
         int? cases = null,
-        TestContext? context = null)
+        TestContext? context = null,
+        IReadOnlyList<(string Fault, string MessagePart)>? faults = null)
         => Run(loader, gen, write, (folder, file) =>
         {
             load(folder, file);
             return null;
-        }, bound, cases, context);
+        }, bound, cases, context, faults);
 
     /// <summary>
-    /// As <see cref="Run(string, Gen{FuzzCase}, Func{string, FuzzCase, string}, Action{string, string}, AllocationBound, int?, TestContext?)"/>,
+    /// As <see cref="Run(string, Gen{FuzzCase}, Func{string, FuzzCase, string}, Action{string, string}, AllocationBound, int?, TestContext?, IReadOnlyList{ValueTuple{string, string}}?)"/>,
     /// where a successful load returns a probe that uses what was loaded (encodes text with a tokenizer). The probe
     /// runs within the case's time bound but outside its allocation bound, and must not throw.
     /// </summary>
@@ -158,11 +186,12 @@ internal static class Fuzz
         Func<string, string, Action?> load,
         AllocationBound bound,
         int? cases = null,
-        TestContext? context = null)
+        TestContext? context = null,
+        IReadOnlyList<(string Fault, string MessagePart)>? faults = null)
     {
         var count = cases ?? CasesPerLoader;
-        var stats = new FuzzStats(loader, bound) { Threads = Environment.ProcessorCount };
-        var root = CreateRoot(loader);
+        var stats = new FuzzStats(loader, bound) { Threads = Environment.ProcessorCount, FaultClasses = faults ?? [] };
+        var root = CreateRoot();
         var folders = new ThreadLocal<string>(() => Directory.CreateDirectory(Path.Combine(root, Guid.NewGuid().ToString("N")[..8])).FullName);
         var running = new ConcurrentDictionary<int, (long Started, FuzzCase Case)>();
         Exception? failure = null;
@@ -280,10 +309,11 @@ internal static class Fuzz
     }
 
     /// <summary>The fuzz folders live in memory (/dev/shm) where there is such a file system, else in the temp folder.</summary>
-    private static string CreateRoot(string loader)
+    private static string CreateRoot()
     {
         const string Shm = "/dev/shm";
-        var name = $"lt-fuzz-{loader}-{Guid.NewGuid():N}";
+        // No loader or file name in the path: a message that names only the folder must not pass as naming the file.
+        var name = $"lt-fuzz-{Guid.NewGuid():N}";
         try
         {
             if (OperatingSystem.IsLinux() && Directory.Exists(Shm))

@@ -60,6 +60,37 @@ public sealed class ModelFolderFuzzTests
         }
         """;
 
+    internal static readonly (string Fault, string MessagePart)[] ConfigFaults =
+    [
+        ("config implies more weights than the checkpoint", "implies at least"),
+        ("config disagrees with the checkpoint's shapes", "does not match the"),
+        ("invalid JSON, nesting or value type", "is not a valid LLaMA config"),
+        ("null document", "holds null"),
+        ("bad rope_parameters", "'rope_parameters'"),
+        ("unsupported model_type", "'model_type'"),
+        ("non-positive size", "must be a positive integer"),
+        ("heads not divisible", "must divide"),
+        ("hidden size not divisible by heads", "must be divisible"),
+        ("odd head width", "even head width"),
+        ("non-finite or non-positive float", "finite number"),
+        ("unsupported hidden_act", "'hidden_act'"),
+        ("bad rope_scaling", "'rope_scaling."),
+    ];
+
+    internal static readonly (string Fault, string MessagePart)[] IndexFaults =
+    [
+        ("invalid JSON or nesting", "is not valid JSON"),
+        ("invalid UTF-8 or lone surrogate", "not valid Unicode"),
+        ("no weight_map object", "has no 'weight_map' object"),
+        ("non-string shard name", "not a file name"),
+        ("shard name outside the folder or not .safetensors", "which is not a .safetensors file name"),
+        ("duplicate tensor in the index", "twice."),
+        ("empty weight_map", "empty 'weight_map'"),
+        ("missing shard file", "which is not in"),
+        ("index disagrees with the shards or the model", "does not match the"),
+        ("bad shard (safetensors fault)", "Safetensors file"),
+    ];
+
     public TestContext TestContext { get; set; } = null!;
 
     [TestMethod]
@@ -75,8 +106,13 @@ public sealed class ModelFolderFuzzTests
             (folder, input) => Fuzz.WriteFile(folder, "config.json", input.Bytes),
             (_, file) => LlamaConfig.Load(file),
             new AllocationBound(PerByte: 48, Constant: 96 * 1024),
-            context: TestContext);
+            context: TestContext,
+            faults: ConfigFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+        if (stats.Cases >= 10_000)
+        {
+            stats.AssertReached("invalid JSON, nesting or value type", "non-positive size", "bad rope_scaling", "non-finite or non-positive float", "unsupported model_type");
+        }
     }
 
     [TestMethod]
@@ -105,8 +141,13 @@ public sealed class ModelFolderFuzzTests
             },
             new AllocationBound(PerByte: 64, Constant: 512 * 1024),
             cases: Math.Max(1, Fuzz.CasesPerLoader / 5),
-            context: TestContext);
+            context: TestContext,
+            faults: ConfigFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted"), stats.ToString());
+        if (stats.Cases >= 2_000)
+        {
+            stats.AssertReached("config implies more weights than the checkpoint", "config disagrees with the checkpoint's shapes");
+        }
     }
 
     [TestMethod]
@@ -151,8 +192,15 @@ public sealed class ModelFolderFuzzTests
                 },
                 (folder, _) => CheckpointLoader.LoadInto(modules.Value!, HfModelFolder.Open(folder)),
                 new AllocationBound(PerByte: 48, Constant: 128 * 1024),
-                context: TestContext);
+                context: TestContext,
+            faults: IndexFaults);
             Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+            if (stats.Cases >= 10_000)
+            {
+                stats.AssertReached(
+                    "invalid JSON or nesting", "invalid UTF-8 or lone surrogate", "no weight_map object", "non-string shard name",
+                    "shard name outside the folder or not .safetensors", "missing shard file", "index disagrees with the shards or the model", "bad shard (safetensors fault)");
+            }
         }
         finally
         {

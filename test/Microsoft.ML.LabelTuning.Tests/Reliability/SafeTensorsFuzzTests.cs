@@ -21,6 +21,32 @@ public sealed class SafeTensorsFuzzTests
     private static readonly string[] _rawOffsets = ["[0]", "null", "[0, 8, 16]", "[\"0\", \"8\"]", "[1.5, 8]", "{}", "[0, -0]", "[0, 1e2]"];
     private static readonly string[] _metadata = ["", "{\"format\": \"pt\"}", "{\"n\": 1}", "\"x\"", "null", "[]", "{\"a\": {\"b\": \"c\"}}", HostileInputs.Deep(20, array: false)];
 
+    /// <summary>The faults the reader names, by a part of its message (the first match counts).</summary>
+    internal static readonly (string Fault, string MessagePart)[] Faults =
+    [
+        ("file shorter than 8 bytes", "shorter than the 8-byte header length"),
+        ("pickle or zip bytes", "Pickle files can execute"),
+        ("header length over the 100 MB limit", "-byte limit"),
+        ("offsets past the data", "reach past the"),
+        ("header length past the end of the file", "(truncated file?)."),
+        ("header length under 2", "too short for a JSON object"),
+        ("invalid JSON or nesting over 8 levels", "not valid JSON"),
+        ("invalid UTF-8 or lone surrogate", "not valid Unicode"),
+        ("duplicate key", "twice in its header"),
+        ("bad __metadata__", "'__metadata__"),
+        ("header or entry not an object", ", not an object"),
+        ("unsupported dtype", "is not supported (expected"),
+        ("missing or mistyped dtype, shape or data_offsets", "is missing or not"),
+        ("non-integer shape entry", "is not an integer"),
+        ("negative shape entry", "is negative"),
+        ("shape overflows 64 bits", "64-bit count holds"),
+        ("byte count overflows 64 bits", "is too large"),
+        ("offsets reversed", "begin after they end"),
+        ("offsets disagree with shape and dtype", "bytes but shape"),
+        ("negative or non-integer offset", "is not a non-negative integer"),
+        ("overlapping tensors", "overlapping tensor"),
+    ];
+
     public TestContext TestContext { get; set; } = null!;
 
     [TestMethod]
@@ -33,7 +59,9 @@ public sealed class SafeTensorsFuzzTests
         var seedData = seed[(8 + seedHeaderLength)..];
 
         var gen = Gen.Frequency(
-            (4, Structured()),
+            (3, Structured()),
+            (1, Layouts()),
+            (1, Gen.Select(Gen.Bool, Gen.Byte.Array[0, 64], (zipped, tail) => new FuzzCase("pickle", [.. zipped ? PickleRefusalTests.MaliciousTorchZip("/nonexistent/never") : PickleRefusalTests.MaliciousPickle("/nonexistent/never"), .. tail]))),
             (3, HostileInputs.EditedJson(seedHeader).Select(header => new FuzzCase("json", Assemble(header, seedData, null)))),
             (3, HostileInputs.EditedBytes(seed).Select(bytes => new FuzzCase("bytes", bytes))));
 
@@ -43,8 +71,16 @@ public sealed class SafeTensorsFuzzTests
             (folder, input) => Fuzz.WriteFile(folder, "model.safetensors", input.Bytes),
             (_, file) => ReadEverything(file),
             new AllocationBound(PerByte: 40, Constant: 96 * 1024),
-            context: TestContext);
+            context: TestContext,
+            faults: Faults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+        if (stats.Cases >= 10_000)
+        {
+            stats.AssertReached(
+                "pickle or zip bytes", "header length over the 100 MB limit", "header length past the end of the file", "invalid JSON or nesting over 8 levels",
+                "invalid UTF-8 or lone surrogate", "duplicate key", "unsupported dtype", "negative shape entry", "shape overflows 64 bits",
+                "offsets reversed", "offsets past the data", "offsets disagree with shape and dtype", "overlapping tensors");
+        }
     }
 
     /// <summary>Opens the file and reads every tensor; the tensors read must fit in the file's data section.</summary>
@@ -162,6 +198,35 @@ public sealed class SafeTensorsFuzzTests
                 return new FuzzCase(declared is null ? "structured" : "structured-length", Assemble(header.ToString(), data, declared));
             });
     }
+
+    /// <summary>
+    /// Two to four valid tensors whose offsets are then broken one way: overlapping, shifted past the data, off by
+    /// one, reversed, or left with a hole between them (which is accepted).
+    /// </summary>
+    private static Gen<FuzzCase> Layouts()
+        => Gen.Select(Gen.Int[1, 6].Array[2, 4], Gen.Int[0, 4], Gen.Int[0, 3], Gen.Int[1, 8], (sizes, fault, victim, shift) =>
+        {
+            var offsets = new List<(long Begin, long End)>();
+            long position = 0;
+            foreach (var size in sizes)
+            {
+                offsets.Add((position, position + (4L * size)));
+                position += 4L * size;
+            }
+
+            var at = victim % offsets.Count;
+            var (begin, end) = offsets[at];
+            offsets[at] = fault switch
+            {
+                0 => (Math.Max(0, begin - (4 * shift)), Math.Max(0, begin - (4 * shift)) + (end - begin)), // overlap the one before (or after)
+                1 => (begin + position, end + position), // past the data
+                2 => (begin, end + 1), // one byte too many
+                3 => (end, begin), // reversed
+                _ => (begin + 4, end + 4), // a hole before it (and maybe an overlap after it)
+            };
+            var header = "{" + string.Join(", ", sizes.Select((size, i) => $"\"t{i}\": {{\"dtype\": \"F32\", \"shape\": [{size}], \"data_offsets\": [{offsets[i].Begin}, {offsets[i].End}]}}")) + "}";
+            return new FuzzCase("layout", Assemble(header, new byte[position + (fault == 4 ? 4 : 0)], null));
+        });
 
     /// <summary>The bytes a tensor's dims need, or a small number when they are not a sane size.</summary>
     private static long ByteCount(TensorSpec t)

@@ -27,6 +27,55 @@ public sealed class TokenizerFuzzTests
         new string('a', 200) + string.Concat(Enumerable.Repeat("ab ", 60)),
     ];
 
+    internal static readonly (string Fault, string MessagePart)[] ModelFaults =
+    [
+        ("empty file", "is empty; expected a SentencePiece"),
+        ("protobuf framing (lengths, varints, wire types, field 0)", "is not a valid SentencePiece model"),
+        ("no pieces", "holds no SentencePiece pieces"),
+        ("empty piece", "is empty; pieces must not be"),
+        ("unknown piece type", "; expected 1 to 6"),
+        ("not BPE (model_type)", "only BPE"),
+        ("treat_whitespace_as_suffix", "treat_whitespace_as_suffix"),
+        ("unsupported normalizer", "normalization rule"),
+        ("unk_id not an UNKNOWN piece", "unk_id"),
+        ("duplicate piece", "appears twice"),
+        ("no BOS/EOS token for add_bos/add_eos", "is set to add"),
+    ];
+
+    internal static readonly (string Fault, string MessagePart)[] JsonFaults =
+    [
+        ("invalid JSON or nesting over 64 levels", "is not valid JSON"),
+        ("not an object", "must hold a JSON object"),
+        ("invalid UTF-8 or lone surrogate", "not valid Unicode"),
+        ("missing key", "is missing"),
+        ("unsupported model, normalizer, pre-tokenizer or decoder", "is not supported"),
+        ("merge of tokens not in the vocabulary", "which is not in 'model.vocab'"),
+        ("bad merge entry", "'model.merges["),
+        ("negative or too large id", "ids must"),
+        ("duplicate id", "more than one token"),
+        ("empty vocabulary", "'model.vocab' is empty"),
+        ("unknown unk_token", "has no such token"),
+        ("bad added token", "'added_tokens["),
+        ("special token not in the vocabulary", "but neither"),
+        ("no BOS/EOS token for add_bos/add_eos", "is set to add"),
+        ("wrong value type or range", "must be"),
+    ];
+
+    internal static readonly (string Fault, string MessagePart)[] ConfigFaults =
+    [
+        ("invalid JSON or nesting over 64 levels", "is not valid JSON"),
+        ("not an object", "must hold a JSON object"),
+        ("invalid UTF-8 or lone surrogate", "not valid Unicode"),
+        ("special token not in the vocabulary", "but neither"),
+        ("no BOS/EOS token for add_bos/add_eos", "is set to add"),
+        ("bad added_tokens_decoder key", "keyed by"),
+        ("bad model_max_length", "'model_max_length'"),
+        ("bad chat_template", "chat_template"),
+        ("bad special token value", "an object with \"content\", or null"),
+        ("bad token id in config.json", "32-bit integer"),
+        ("wrong value type or range", "must be"),
+    ];
+
     public TestContext TestContext { get; set; } = null!;
 
     private static string Fixture(params string[] parts) => Path.Combine([AppContext.BaseDirectory, "Fixtures", .. parts]);
@@ -45,8 +94,13 @@ public sealed class TokenizerFuzzTests
             (folder, input) => Fuzz.WriteFile(folder, LlamaTextTokenizer.SentencePieceFileName, input.Bytes),
             (folder, _) => ProbeAfterLoading(folder),
             new AllocationBound(PerByte: 200, Constant: 512 * 1024),
-            context: TestContext);
+            context: TestContext,
+            faults: ModelFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+        if (stats.Cases >= 10_000)
+        {
+            stats.AssertReached("protobuf framing (lengths, varints, wire types, field 0)", "empty piece", "unknown piece type", "not BPE (model_type)", "duplicate piece", "unk_id not an UNKNOWN piece", "unsupported normalizer");
+        }
     }
 
     [TestMethod]
@@ -63,8 +117,13 @@ public sealed class TokenizerFuzzTests
             (folder, input) => Fuzz.WriteFile(folder, LlamaTextTokenizer.HuggingFaceFileName, input.Bytes),
             (folder, _) => ProbeAfterLoading(folder),
             new AllocationBound(PerByte: 200, Constant: 512 * 1024),
-            context: TestContext);
+            context: TestContext,
+            faults: JsonFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+        if (stats.Cases >= 10_000)
+        {
+            stats.AssertReached("invalid JSON or nesting over 64 levels", "invalid UTF-8 or lone surrogate", "missing key", "unsupported model, normalizer, pre-tokenizer or decoder", "merge of tokens not in the vocabulary", "bad added token", "wrong value type or range");
+        }
     }
 
     [TestMethod]
@@ -105,8 +164,13 @@ public sealed class TokenizerFuzzTests
             },
             (folder, _) => ProbeAfterLoading(folder),
             new AllocationBound(PerByte: 200, Constant: 512 * 1024),
-            context: TestContext);
+            context: TestContext,
+            faults: ConfigFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
+        if (stats.Cases >= 10_000)
+        {
+            stats.AssertReached("invalid JSON or nesting over 64 levels", "invalid UTF-8 or lone surrogate", "special token not in the vocabulary", "bad special token value", "bad model_max_length", "bad token id in config.json");
+        }
     }
 
     private static Action ProbeAfterLoading(string folder)
