@@ -142,6 +142,7 @@ internal static class Fuzz
             ? n
             : 10_000;
 
+    /// <summary>Gets TestResults beside the test assembly (where the test platform writes its own results): the report and the inputs of failed cases go there.</summary>
     public static string ResultsFolder => Path.Combine(AppContext.BaseDirectory, "TestResults");
 
     public static string ReportPath => Path.Combine(ResultsFolder, "reliability-fuzz.json");

@@ -6,6 +6,14 @@ namespace Microsoft.ML.LabelTuning.Tests.Reliability;
 [TestClass]
 public sealed class SafeTensorsEdgeCaseTests
 {
+    private string _folder = string.Empty;
+
+    [TestInitialize]
+    public void CreateFolder() => _folder = Directory.CreateTempSubdirectory("lt-st-edge-").FullName;
+
+    [TestCleanup]
+    public void DeleteFolder() => Directory.Delete(_folder, recursive: true);
+
     [TestMethod]
     [DataRow("""{"w\ud800": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}""", "not valid Unicode")]
     [DataRow("""{"w": {"dtype": "F3\udfff", "shape": [1], "data_offsets": [0, 4]}}""", "not valid Unicode")]
@@ -46,15 +54,23 @@ public sealed class SafeTensorsEdgeCaseTests
     [DataRow(new byte[] { 0x50, 0x4B, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00 }, "pickle")]
     public void PickleAndZipBytesAreRefusedAsPickles(byte[] start, string hint)
     {
-        var folder = Directory.CreateTempSubdirectory("lt-st-pickle-").FullName;
-        var path = Path.Combine(folder, "model.safetensors");
-        File.WriteAllBytes(path, [.. start, .. new byte[64]]);
+        var path = Fuzz.WriteFile(_folder, "model.safetensors", [.. start, .. new byte[64]]);
         var error = Assert.ThrowsExactly<InvalidDataException>(() => SafeTensorsReader.Open(path));
         StringAssert.Contains(error.Message, path);
         StringAssert.Contains(error.Message, hint);
-        Directory.Delete(folder, recursive: true);
     }
 
-    private static string Write(byte[] header, int dataBytes)
-        => Fuzz.WriteFile(Directory.CreateTempSubdirectory("lt-st-edge-").FullName, "edge.safetensors", SafeTensorsFuzzTests.Assemble(header, new byte[dataBytes], null));
+    [TestMethod]
+    public void SafetensorsBytesInsideASavedModelAreCheckedAndNamedByTheirEntry()
+    {
+        // ModelPersistence reads the adapter of a saved model zip through SafeTensors.Read(Stream, description).
+        var hostile = SafeTensorsFuzzTests.Assemble("""{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}""", new byte[8], null);
+        var error = Assert.ThrowsExactly<InvalidDataException>(() => SafeTensors.Read(new MemoryStream(hostile), "adapter.safetensors in the saved model"));
+        StringAssert.StartsWith(error.Message, "adapter.safetensors in the saved model");
+        StringAssert.Contains(error.Message, "reach past");
+        Assert.IsFalse(error.Message.Contains(Path.GetTempPath(), StringComparison.Ordinal), "the temporary file is not named: " + error.Message);
+    }
+
+    private string Write(byte[] header, int dataBytes)
+        => Fuzz.WriteFile(_folder, $"edge-{Guid.NewGuid():N}.safetensors", SafeTensorsFuzzTests.Assemble(header, new byte[dataBytes], null));
 }
