@@ -58,6 +58,7 @@ public sealed class TokenizerFuzzTests
         ("bad added token", "'added_tokens["),
         ("special token not in the vocabulary", "but neither"),
         ("no BOS/EOS token for add_bos/add_eos", "is set to add"),
+        ("negative Strip bounds", "must not be negative"),
         ("wrong value type or range", "must be"),
     ];
 
@@ -93,7 +94,7 @@ public sealed class TokenizerFuzzTests
             gen,
             (folder, input) => Fuzz.WriteFile(folder, LlamaTextTokenizer.SentencePieceFileName, input.Bytes),
             (folder, _) => ProbeAfterLoading(folder),
-            new AllocationBound(PerByte: 200, Constant: 512 * 1024),
+            new AllocationBound(PerByte: 100, Constant: 512 * 1024),
             context: TestContext,
             faults: ModelFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
@@ -116,7 +117,7 @@ public sealed class TokenizerFuzzTests
             gen,
             (folder, input) => Fuzz.WriteFile(folder, LlamaTextTokenizer.HuggingFaceFileName, input.Bytes),
             (folder, _) => ProbeAfterLoading(folder),
-            new AllocationBound(PerByte: 200, Constant: 512 * 1024),
+            new AllocationBound(PerByte: 100, Constant: 512 * 1024),
             context: TestContext,
             faults: JsonFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
@@ -163,7 +164,7 @@ public sealed class TokenizerFuzzTests
                 return Fuzz.WriteFile(folder, files[input.Kind], input.Bytes);
             },
             (folder, _) => ProbeAfterLoading(folder),
-            new AllocationBound(PerByte: 200, Constant: 512 * 1024),
+            new AllocationBound(PerByte: 100, Constant: 512 * 1024),
             context: TestContext,
             faults: ConfigFaults);
         Assert.IsTrue(stats.Outcomes.ContainsKey("accepted") && stats.Outcomes.ContainsKey(nameof(InvalidDataException)), stats.ToString());
