@@ -250,8 +250,16 @@ internal static class CheckpointLoader
             {
                 var listed = string.Join(Environment.NewLine, problems.Take(MaxListedProblems).Select(p => "  " + p));
                 var more = problems.Count > MaxListedProblems ? $"{Environment.NewLine}  ... and {problems.Count - MaxListedProblems} more." : string.Empty;
+                // Name the config too: a shape the checkpoint and config disagree on may be the config's fault.
+                var configPath = module switch
+                {
+                    LlamaModel decoder => decoder.Config.SourcePath,
+                    LlamaForCausalLM causal => causal.Config.SourcePath,
+                    _ => null,
+                };
+                var builtFrom = configPath is null ? string.Empty : $" built from '{configPath}'";
                 throw new InvalidDataException(
-                    $"Checkpoint '{describedAs}' does not match the {module.GetType().Name} ({problems.Count} problem(s)); nothing was loaded:{Environment.NewLine}{listed}{more}");
+                    $"Checkpoint '{describedAs}' does not match the {module.GetType().Name}{builtFrom} ({problems.Count} problem(s)); nothing was loaded:{Environment.NewLine}{listed}{more}");
             }
 
             foreach (var (reader, key, mapped) in plan)

@@ -92,8 +92,58 @@ internal sealed class HfModelFolder
             $"Model folder '{folder}' has neither {SafeTensorsFileName} nor {SafeTensorsIndexFileName}.");
     }
 
-    /// <summary>Reads and validates <c>config.json</c>.</summary>
-    public LlamaConfig LoadConfig() => LlamaConfig.Load(ConfigPath);
+    /// <summary>
+    /// Reads and validates <c>config.json</c>, and checks it against the checkpoint's headers: a config that implies
+    /// more decoder weights than the checkpoint holds is refused here, before a model of the config's size is built
+    /// (a hostile or mistaken config would otherwise allocate whatever it declares).
+    /// </summary>
+    /// <exception cref="InvalidDataException">The config is invalid or implies more weights than the checkpoint holds.</exception>
+    public LlamaConfig LoadConfig()
+    {
+        var config = LlamaConfig.Load(ConfigPath);
+        var implied = MinimumDecoderParameters(config);
+        var stored = StoredElements();
+        if (implied > stored)
+        {
+            throw new InvalidDataException(
+                $"Model config '{ConfigPath}' implies at least {implied:N0} decoder weights (hidden_size {config.HiddenSize}, "
+                + $"intermediate_size {config.IntermediateSize}, num_hidden_layers {config.NumHiddenLayers}, vocab_size {config.VocabSize}) "
+                + $"but the checkpoint '{WeightsPath}' holds {stored:N0} values in all; the config does not describe these weights.");
+        }
+
+        return config;
+    }
+
+    /// <summary>
+    /// A lower bound on the weights of the decoder a config describes (embedding, attention and MLP projections,
+    /// norms; biases and heads not counted), exact in 128-bit arithmetic whatever the sizes.
+    /// </summary>
+    internal static Int128 MinimumDecoderParameters(LlamaConfig config)
+    {
+        Int128 hidden = config.HiddenSize;
+        Int128 heads = config.NumAttentionHeads;
+        Int128 headDim = config.HeadDimension;
+        var attention = (2 * hidden * heads * headDim) + (2 * hidden * config.KeyValueHeadCount * headDim); // q, o; k, v
+        var mlp = 3 * hidden * config.IntermediateSize;
+        var layer = attention + mlp + (2 * hidden);
+        return (config.VocabSize * hidden) + (config.NumHiddenLayers * layer) + hidden;
+    }
+
+    /// <summary>The number of values in the checkpoint, from the headers alone.</summary>
+    private Int128 StoredElements()
+    {
+        Int128 total = 0;
+        foreach (var file in WeightFiles)
+        {
+            using var reader = SafeTensorsReader.Open(file);
+            foreach (var info in reader.Tensors.Values)
+            {
+                total += info.ElementCount;
+            }
+        }
+
+        return total;
+    }
 
     /// <summary>Gets the names of every tensor in the checkpoint (from the index, or the single file's header).</summary>
     public IReadOnlyCollection<string> TensorNames()
@@ -121,6 +171,11 @@ internal sealed class HfModelFolder
 
         using (document)
         {
+            if (JsonStrings.FindInvalid(document.RootElement) is { } invalid)
+            {
+                throw new InvalidDataException($"Shard index '{indexPath}' has a string at '{invalid}' that is not valid Unicode (an escaped lone surrogate such as \\ud800?).");
+            }
+
             if (document.RootElement.ValueKind != JsonValueKind.Object
                 || !document.RootElement.TryGetProperty("weight_map", out var weightMap)
                 || weightMap.ValueKind != JsonValueKind.Object)

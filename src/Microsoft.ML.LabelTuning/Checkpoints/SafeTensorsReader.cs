@@ -190,6 +190,12 @@ internal sealed unsafe class SafeTensorsReader : IDisposable
             Span<byte> lengthBytes = stackalloc byte[8];
             stream.ReadExactly(lengthBytes);
             var headerLength = BitConverter.ToUInt64(lengthBytes);
+            if (headerLength > (ulong)MaxHeaderBytes && LooksLikePickle(lengthBytes) is { } kind)
+            {
+                throw Bad(path, $"is {kind}, not safetensors. Pickle files can execute arbitrary code when loaded, so they are refused; "
+                    + "convert the checkpoint with Python's save_pretrained(out, safe_serialization=True).");
+            }
+
             if (headerLength > (ulong)MaxHeaderBytes)
             {
                 throw Bad(path, $"declares a header of {headerLength} bytes, more than the {MaxHeaderBytes}-byte limit.");
@@ -330,6 +336,11 @@ internal sealed unsafe class SafeTensorsReader : IDisposable
                 throw Bad(path, $"has a header that is a JSON {document.RootElement.ValueKind}, not an object.");
             }
 
+            if (JsonStrings.FindInvalid(document.RootElement) is { } invalid)
+            {
+                throw Bad(path, $"has a header whose string at '{invalid}' is not valid Unicode (bytes that are not UTF-8, or an escaped lone surrogate such as \\ud800).");
+            }
+
             var tensors = new List<SafeTensorInfo>();
             var names = new HashSet<string>(StringComparer.Ordinal);
             var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -414,6 +425,7 @@ internal sealed unsafe class SafeTensorsReader : IDisposable
 
         var shape = new long[shapeElement.GetArrayLength()];
         var elements = 1L;
+        var extent = 1L; // the product of the non-zero sizes: torch computes strides from it even when a size is 0
         var index = 0;
         foreach (var dim in shapeElement.EnumerateArray())
         {
@@ -430,6 +442,7 @@ internal sealed unsafe class SafeTensorsReader : IDisposable
             try
             {
                 elements = checked(elements * size);
+                extent = checked(extent * Math.Max(size, 1));
             }
             catch (OverflowException)
             {
@@ -484,6 +497,16 @@ internal sealed unsafe class SafeTensorsReader : IDisposable
             return offset;
         }
     }
+
+    /// <summary>
+    /// Names the pickle formats whose first bytes a safetensors file cannot start with (it would declare a header
+    /// beyond <see cref="MaxHeaderBytes"/>): a raw pickle (PROTO opcode 0x80, protocol 2 to 5) or the zip of
+    /// <c>torch.save</c>.
+    /// </summary>
+    private static string? LooksLikePickle(ReadOnlySpan<byte> start)
+        => start[0] == 0x80 && start[1] is >= 2 and <= 5 ? "a Python pickle (a PyTorch .bin/.pt checkpoint)"
+            : start[..4].SequenceEqual("PK\u0003\u0004"u8) ? "a zip archive (a PyTorch torch.save checkpoint, which holds a pickle)"
+            : null;
 
     private static InvalidDataException Bad(string path, string problem)
         => new($"Safetensors file '{path}' {problem}");

@@ -75,6 +75,11 @@ internal static class HuggingFaceTokenizerFile
                 throw new InvalidDataException($"'{path}': token \"{entry.Name}\" has id {id}; ids must not be negative.");
             }
 
+            if (id == int.MaxValue)
+            {
+                throw new InvalidDataException($"'{path}': token \"{entry.Name}\" has id {id}; ids must be below {int.MaxValue}.");
+            }
+
             if (!seenIds.Add(id))
             {
                 throw new InvalidDataException($"'{path}': id {id} is given to more than one token (one is \"{entry.Name}\").");
@@ -161,6 +166,11 @@ internal static class HuggingFaceTokenizerFile
             if (id < 0 || string.IsNullOrEmpty(content))
             {
                 throw new InvalidDataException($"'{path}': '{itemPath}' must have a non-negative id and non-empty content but has id {id} and content \"{content}\".");
+            }
+
+            if (id == int.MaxValue)
+            {
+                throw new InvalidDataException($"'{path}': '{itemPath}' has id {id}; ids must be below {int.MaxValue}.");
             }
 
             added.Add(new AddedToken(

@@ -100,7 +100,10 @@ public sealed class LlamaTextTokenizer
                 $"set eos_token in {TokenizerFolderSettings.TokenizerConfigFile} or eos_token_id in {TokenizerFolderSettings.ModelConfigFile}.");
         }
 
-        VocabSize = Math.Max(model.Count, _addedById.Count == 0 ? 0 : _addedById.Keys.Max() + 1);
+        // BOS/EOS/PAD may be ids from config.json that no vocabulary names; Encode emits them, so the table must fit them too.
+        VocabSize = new[] { model.Count, _addedById.Count == 0 ? 0 : _addedById.Keys.Max() + 1 }
+            .Concat(new[] { BosId, EosId, UnkId, PadId }.OfType<int>().Select(id => id == int.MaxValue ? id : id + 1))
+            .Max();
         _plainMatcher = new AddedTokenMatcher(_addedById.Values.Where(t => !t.Special));
         _specialMatcher = new AddedTokenMatcher(_addedById.Values);
     }

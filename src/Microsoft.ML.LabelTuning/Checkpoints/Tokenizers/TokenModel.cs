@@ -13,7 +13,7 @@ internal sealed class TokenModel
     private readonly MetaspacePreTokenizer? _preTokenizer;
     private readonly TokenDecoder? _decoder;
     private readonly IReadOnlyDictionary<string, int> _vocabulary;
-    private readonly string?[] _tokens;
+    private readonly Dictionary<int, string> _tokens; // not an array sized by the largest id, which a file may set to anything
 
     internal TokenModel(
         string sourceFile,
@@ -33,8 +33,8 @@ internal sealed class TokenModel
         _decoder = decoder;
         AddedTokens = addedTokens;
         Defaults = defaults;
-        Count = vocabulary.Count == 0 ? 0 : vocabulary.Values.Max() + 1;
-        _tokens = new string?[Count];
+        Count = vocabulary.Count == 0 ? 0 : checked(vocabulary.Values.Max() + 1); // readers keep ids below int.MaxValue
+        _tokens = new Dictionary<int, string>(vocabulary.Count);
         foreach (var (token, id) in vocabulary)
         {
             _tokens[id] = token;
@@ -55,7 +55,7 @@ internal sealed class TokenModel
 
     internal bool TryGetId(string token, out int id) => _vocabulary.TryGetValue(token, out id);
 
-    internal string? GetToken(int id) => (uint)id < (uint)_tokens.Length ? _tokens[id] : null;
+    internal string? GetToken(int id) => _tokens.TryGetValue(id, out var token) ? token : null;
 
     /// <summary>
     /// Appends the ids of <paramref name="segment"/>, a stretch of text that holds no added token.

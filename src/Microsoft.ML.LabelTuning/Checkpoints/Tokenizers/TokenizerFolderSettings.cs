@@ -101,6 +101,11 @@ internal sealed class TokenizerFolderSettings
                     throw new InvalidDataException($"'{file}': '{path}' must be keyed by a non-negative token id but the key is \"{entry.Name}\".");
                 }
 
+                if (id == int.MaxValue)
+                {
+                    throw new InvalidDataException($"'{file}': '{path}' is keyed by token id {id}; ids must be below {int.MaxValue}.");
+                }
+
                 TokenizerJson.ExpectKind(file, entry.Value, JsonValueKind.Object, path, "an object");
                 var content = TokenizerJson.GetString(file, entry.Value, "content", path);
                 if (string.IsNullOrEmpty(content))

@@ -39,6 +39,13 @@ internal static class TokenizerJson
             throw new InvalidDataException($"'{path}' must hold a JSON object but holds {Describe(kind)}.");
         }
 
+        if (JsonStrings.FindInvalid(document.RootElement) is { } invalid)
+        {
+            document.Dispose();
+            throw new InvalidDataException(
+                $"'{path}' has a string at '{invalid}' that is not valid Unicode (bytes that are not UTF-8, or an escaped lone surrogate such as \\ud800).");
+        }
+
         return document;
     }
 
