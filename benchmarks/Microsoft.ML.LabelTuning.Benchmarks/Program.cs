@@ -34,6 +34,11 @@ if (Run("trainer"))
     }
 }
 
+if (Run("tokenizer"))
+{
+    Print(TokenizerBench.Run());
+}
+
 if (Run("load"))
 {
     Print(LoadBench.Run());

@@ -30,8 +30,8 @@ internal sealed class TextEncoder
     /// <summary>Encodes one input; <paramref name="truncated"/> tells whether tokens were dropped.</summary>
     public int[] Encode(TextInput input, out bool truncated)
     {
-        var first = _tokenizer.Encode(input.Text ?? string.Empty, addSpecialTokens: false);
-        var second = input.SecondText is null ? null : _tokenizer.Encode(input.SecondText, addSpecialTokens: false);
+        var first = _tokenizer.Encode(Bound(input.Text ?? string.Empty), addSpecialTokens: false);
+        var second = input.SecondText is null ? null : _tokenizer.Encode(Bound(input.SecondText), addSpecialTokens: false);
         var bos = _tokenizer.BosId;
         var eos = _tokenizer.EosId;
         var specials = (bos is null ? 0 : 1) + (eos is null ? 0 : second is null ? 1 : 2);
@@ -84,6 +84,23 @@ internal sealed class TextEncoder
         }
 
         return ids.ToArray();
+    }
+
+    /// <summary>
+    /// Cuts a text to at most 64 characters per token of budget before tokenizing (kept from both ends for HeadTail),
+    /// so a huge text costs no more than the tokens that can be kept. No real token spans 64 characters.
+    /// </summary>
+    private string Bound(string text)
+    {
+        var limit = _maxLength * 64;
+        if (text.Length <= limit)
+        {
+            return text;
+        }
+
+        return _truncation == Truncation.HeadTail
+            ? string.Concat(text.AsSpan(0, limit / 2), " ", text.AsSpan(text.Length - (limit / 2)))
+            : text[..limit];
     }
 
     private IReadOnlyList<int> Cut(IReadOnlyList<int> ids, int keep)

@@ -35,6 +35,14 @@ internal static class ClassifierFactory
         }
 
         var tokenizer = LlamaTextTokenizer.FromModelFolder(folder);
+        var config = HfModelFolder.Open(folder).LoadConfig();
+        if (tokenizer.VocabSize > config.VocabSize)
+        {
+            throw new InvalidDataException(
+                $"Tokenizer '{tokenizer.TokenizerFile}' has {tokenizer.VocabSize} tokens but '{Path.Combine(folder, "config.json")}' gives vocab_size " +
+                $"{config.VocabSize}: ids past the embedding table would fail. The tokenizer does not belong to this model.");
+        }
+
         return (LoadDecoder(folder, device, dtype), tokenizer);
     }
 

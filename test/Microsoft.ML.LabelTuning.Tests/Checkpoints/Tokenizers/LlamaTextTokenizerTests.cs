@@ -417,32 +417,6 @@ public sealed class LlamaTextTokenizerTests
     [TestMethod]
     [DataRow(Model)]
     [DataRow(Json)]
-    public void EncodingThousandsOfShortTextsIsFast(string file)
-    {
-        var tokenizer = Shared(file);
-        var texts = Enumerable.Range(0, 5000)
-            .Select(i => $"Review {i}: the delivery was {(i % 3 == 0 ? "late" : "quick")} and the product works great, five stars!")
-            .ToArray();
-        foreach (var text in texts.Take(200))
-        {
-            tokenizer.Encode(text); // warm up
-        }
-
-        var watch = Stopwatch.StartNew();
-        var total = 0;
-        foreach (var text in texts)
-        {
-            total += tokenizer.Encode(text).Count;
-        }
-
-        watch.Stop();
-        TestContext.WriteLine($"{file}: {texts.Length} texts, {total} tokens in {watch.Elapsed.TotalMilliseconds:F1} ms");
-        Assert.IsTrue(watch.Elapsed < TimeSpan.FromSeconds(1), $"{texts.Length} short texts took {watch.Elapsed.TotalMilliseconds:F0} ms; expected well under a second.");
-    }
-
-    [TestMethod]
-    [DataRow(Model)]
-    [DataRow(Json)]
     public void LoadingTakesWellUnderASecond(string file)
     {
         using var folder = LlamaFolder(file);
