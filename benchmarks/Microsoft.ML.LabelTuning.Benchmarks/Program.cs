@@ -34,6 +34,11 @@ if (Run("trainer"))
     }
 }
 
+if (Run("prompt"))
+{
+    Print(PromptLearningBench.Run());
+}
+
 if (Run("tokenizer"))
 {
     Print(TokenizerBench.Run());
