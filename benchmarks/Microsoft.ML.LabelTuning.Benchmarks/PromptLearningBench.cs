@@ -78,7 +78,7 @@ internal static class PromptLearningBench
         {
             using var scope = NewDisposeScope();
             optimizer.zero_grad();
-            nn.functional.cross_entropy(classifier.forward(batchTensors), labels).backward();
+            nn.functional.cross_entropy(classifier.Logits(batchTensors), labels).backward();
             optimizer.step();
         }
 
@@ -86,10 +86,10 @@ internal static class PromptLearningBench
         {
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
-            classifier.forward(batchTensors);
+            classifier.Logits(batchTensors);
         }
 
-        classifier.train();
+        classifier.SetTraining(true);
         TrainStep(); // warm-up
         var clock = Stopwatch.StartNew();
         for (var i = 0; i < steps; i++)
@@ -98,7 +98,7 @@ internal static class PromptLearningBench
         }
 
         var trainMs = clock.Elapsed.TotalMilliseconds / steps;
-        classifier.eval();
+        classifier.SetTraining(false);
         ScoreStep();
         clock.Restart();
         for (var i = 0; i < steps; i++)
