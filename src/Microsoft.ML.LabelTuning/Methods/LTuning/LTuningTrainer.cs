@@ -8,30 +8,20 @@ namespace Microsoft.ML.LabelTuning.Methods.LTuning;
 /// L-Tuning as an ML.NET multiclass trainer, prefix or prompt variant. Reached as
 /// <c>mlContext.MulticlassClassification.Trainers.LTuningPrefix(...)</c> or <c>.LTuningPrompt(...)</c>.
 /// </summary>
-public sealed class LTuningTrainer : IEstimator<LabelTuningMulticlassTransformer>
+public sealed class LTuningTrainer : MulticlassLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly LTuningOptions _options;
     private readonly LTuningVariant _variant;
 
     internal LTuningTrainer(IHostEnvironment env, LTuningOptions options, LTuningVariant variant)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
         _variant = variant;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningMulticlassTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var (method, settings) = Settings(_options, _variant);
-        return new LabelTuningMulticlassTransformer(_env, ClassifierFactory.Fit(_env, _options, method, settings, input, LabelKind.Key));
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => Settings(_options, _variant);
 
     internal static (TuningMethod Method, JsonElement Settings) Settings(LTuningOptions options, LTuningVariant variant)
     {
@@ -42,28 +32,18 @@ public sealed class LTuningTrainer : IEstimator<LabelTuningMulticlassTransformer
 }
 
 /// <summary>L-Tuning as an ML.NET binary trainer (Boolean label; label texts for false, then true).</summary>
-public sealed class LTuningBinaryTrainer : IEstimator<LabelTuningBinaryTransformer>
+public sealed class LTuningBinaryTrainer : BinaryLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly LTuningOptions _options;
     private readonly LTuningVariant _variant;
 
     internal LTuningBinaryTrainer(IHostEnvironment env, LTuningOptions options, LTuningVariant variant)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
         _variant = variant;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningBinaryTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var (method, settings) = LTuningTrainer.Settings(_options, _variant);
-        return new LabelTuningBinaryTransformer(_env, ClassifierFactory.Fit(_env, _options, method, settings, input, LabelKind.Boolean));
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => LTuningTrainer.Settings(_options, _variant);
 }

@@ -8,56 +8,34 @@ namespace Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 /// LS-LLaMA as an ML.NET multiclass trainer: LoRA on a frozen LLaMA and a label head on the pooled final hidden state,
 /// trained with cross-entropy. Reached as <c>mlContext.MulticlassClassification.Trainers.LabelSupervisedLlama(...)</c>.
 /// </summary>
-public sealed class LabelSupervisedLlamaTrainer : IEstimator<LabelTuningMulticlassTransformer>
+public sealed class LabelSupervisedLlamaTrainer : MulticlassLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly LabelSupervisedLlamaOptions _options;
 
     internal LabelSupervisedLlamaTrainer(IHostEnvironment env, LabelSupervisedLlamaOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningMulticlassTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var settings = JsonSerializer.SerializeToElement(_options.ToSettings(tokenLevel: false), SettingsJson.Options);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.LabelSupervised, settings, input, LabelKind.Key);
-        return new LabelTuningMulticlassTransformer(_env, runtime);
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.LabelSupervised, JsonSerializer.SerializeToElement(_options.ToSettings(tokenLevel: false), SettingsJson.Options));
 }
 
 /// <summary>
 /// LS-LLaMA as an ML.NET binary trainer (Boolean label). Reached as
 /// <c>mlContext.BinaryClassification.Trainers.LabelSupervisedLlama(...)</c>.
 /// </summary>
-public sealed class LabelSupervisedLlamaBinaryTrainer : IEstimator<LabelTuningBinaryTransformer>
+public sealed class LabelSupervisedLlamaBinaryTrainer : BinaryLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly LabelSupervisedLlamaOptions _options;
 
     internal LabelSupervisedLlamaBinaryTrainer(IHostEnvironment env, LabelSupervisedLlamaOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningBinaryTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var settings = JsonSerializer.SerializeToElement(_options.ToSettings(tokenLevel: false), SettingsJson.Options);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.LabelSupervised, settings, input, LabelKind.Boolean);
-        return new LabelTuningBinaryTransformer(_env, runtime);
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.LabelSupervised, JsonSerializer.SerializeToElement(_options.ToSettings(tokenLevel: false), SettingsJson.Options));
 }

@@ -9,56 +9,38 @@ namespace Microsoft.ML.LabelTuning.Methods.PrefixTuning;
 /// frozen LLaMA and a label head on the pooled final hidden state, trained with cross-entropy. Reached as
 /// <c>mlContext.MulticlassClassification.Trainers.PrefixTuning(...)</c>.
 /// </summary>
-public sealed class PrefixTuningTrainer : IEstimator<LabelTuningMulticlassTransformer>
+public sealed class PrefixTuningTrainer : MulticlassLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly PrefixTuningOptions _options;
 
     internal PrefixTuningTrainer(IHostEnvironment env, PrefixTuningOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer (a projection MLP is folded into plain prefixes).</summary>
-    public LabelTuningMulticlassTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var settings = JsonSerializer.SerializeToElement(_options.ToSettings(), SettingsJson.Options);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.PrefixTuning, settings, input, LabelKind.Key);
-        return new LabelTuningMulticlassTransformer(_env, PrefixTuningFactory.Fold(runtime));
-    }
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.PrefixTuning, JsonSerializer.SerializeToElement(_options.ToSettings(), SettingsJson.Options));
 
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, _options);
+    private protected override ClassifierRuntime AfterTraining(ClassifierRuntime runtime) => PrefixTuningFactory.Fold(runtime);
 }
 
 /// <summary>
 /// Prefix tuning / P-tuning v2 as an ML.NET binary trainer (Boolean label). Reached as
 /// <c>mlContext.BinaryClassification.Trainers.PrefixTuning(...)</c>.
 /// </summary>
-public sealed class PrefixTuningBinaryTrainer : IEstimator<LabelTuningBinaryTransformer>
+public sealed class PrefixTuningBinaryTrainer : BinaryLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly PrefixTuningOptions _options;
 
     internal PrefixTuningBinaryTrainer(IHostEnvironment env, PrefixTuningOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer (a projection MLP is folded into plain prefixes).</summary>
-    public LabelTuningBinaryTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var settings = JsonSerializer.SerializeToElement(_options.ToSettings(), SettingsJson.Options);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.PrefixTuning, settings, input, LabelKind.Boolean);
-        return new LabelTuningBinaryTransformer(_env, PrefixTuningFactory.Fold(runtime));
-    }
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.PrefixTuning, JsonSerializer.SerializeToElement(_options.ToSettings(), SettingsJson.Options));
 
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, _options);
+    private protected override ClassifierRuntime AfterTraining(ClassifierRuntime runtime) => PrefixTuningFactory.Fold(runtime);
 }

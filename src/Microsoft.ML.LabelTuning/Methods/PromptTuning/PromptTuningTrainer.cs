@@ -10,56 +10,36 @@ namespace Microsoft.ML.LabelTuning.Methods.PromptTuning;
 /// text of a frozen LLaMA and a label head on the pooled final hidden state, trained with cross-entropy. Reached as
 /// <c>mlContext.MulticlassClassification.Trainers.PromptTuning(...)</c>.
 /// </summary>
-public sealed class PromptTuningTrainer : IEstimator<LabelTuningMulticlassTransformer>
+public sealed class PromptTuningTrainer : MulticlassLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly PromptTuningOptions _options;
 
     internal PromptTuningTrainer(IHostEnvironment env, PromptTuningOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningMulticlassTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.PromptTuning, PromptTuningSettingsJson.From(_options), input, LabelKind.Key);
-        return new LabelTuningMulticlassTransformer(_env, runtime);
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.PromptTuning, PromptTuningSettingsJson.From(_options));
 }
 
 /// <summary>
 /// Soft prompt tuning (with DePT and EPT as modes) as an ML.NET binary trainer (Boolean label). Reached as
 /// <c>mlContext.BinaryClassification.Trainers.PromptTuning(...)</c>.
 /// </summary>
-public sealed class PromptTuningBinaryTrainer : IEstimator<LabelTuningBinaryTransformer>
+public sealed class PromptTuningBinaryTrainer : BinaryLabelTuningTrainer
 {
-    private readonly IHostEnvironment _env;
     private readonly PromptTuningOptions _options;
 
     internal PromptTuningBinaryTrainer(IHostEnvironment env, PromptTuningOptions options)
+        : base(env, options)
     {
-        _env = env ?? throw new ArgumentNullException(nameof(env));
-        _options = options ?? throw new ArgumentNullException(nameof(options));
-        _options.Validate();
+        _options = options;
     }
 
-    /// <summary>Trains on <paramref name="input"/> and returns the scoring transformer.</summary>
-    public LabelTuningBinaryTransformer Fit(IDataView input)
-    {
-        ArgumentNullException.ThrowIfNull(input);
-        var runtime = ClassifierFactory.Fit(_env, _options, TuningMethod.PromptTuning, PromptTuningSettingsJson.From(_options), input, LabelKind.Boolean);
-        return new LabelTuningBinaryTransformer(_env, runtime);
-    }
-
-    /// <inheritdoc/>
-    public SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, _options);
+    private protected override (TuningMethod Method, JsonElement Settings) Describe()
+        => (TuningMethod.PromptTuning, PromptTuningSettingsJson.From(_options));
 }
 
 /// <summary>Turns validated options into the settings JSON, tokenizing InitText with the base model's tokenizer.</summary>
