@@ -39,6 +39,11 @@ if (Run("prompt"))
     Print(PromptLearningBench.Run());
 }
 
+if (Run("ltuning"))
+{
+    Print(LTuningBench.Run());
+}
+
 if (Run("tokenizer"))
 {
     Print(TokenizerBench.Run());

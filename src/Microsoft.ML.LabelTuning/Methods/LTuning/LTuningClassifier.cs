@@ -82,6 +82,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         else
         {
             _labelProjection = Linear(d, d, device: device, dtype: dtype);
+            ScaleToEmbeddings(_labelProjection, model, _labelHidden, _labelMask);
             register_module("label_proj", _labelProjection);
         }
 
@@ -172,7 +173,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
                 AttentionMask = cat([labelMask, mask], 1), // [N, l + T]
                 PrefixKeyValues = prefixes,
             }).LastHiddenState; // [N, T, d]
-            return _head.forward(PoolingOps.Apply(hidden, mask, Pooling.Last));
+            return _head.forward(PoolingOps.Apply(hidden, mask, _settings.Pooling));
         }
 
         var prompt = _labelProjection!.forward(_labelHidden).index_select(0, labels); // [N, l, d]
@@ -180,8 +181,8 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         {
             var embeds = cat([prompt, _model.EmbedTokens.call(ids)], 1); // [N, l + T, d]
             var full = cat([labelMask, mask], 1); // [N, l + T]
-            var hidden = _model.forward(new LlamaInput { InputsEmbeds = embeds, AttentionMask = full }).LastHiddenState;
-            return _head.forward(PoolingOps.Apply(hidden, full, Pooling.Last));
+            var hidden = _model.forward(new LlamaInput { InputsEmbeds = embeds, AttentionMask = full }).LastHiddenState; // [N, l + T, d]
+            return _head.forward(PoolingOps.Apply(hidden, cat([zeros_like(labelMask), mask], 1), _settings.Pooling)); // text tokens only
         }
 
         // After: left-pad the texts so every label prompt directly follows its text.
@@ -194,7 +195,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             AttentionMask = afterMask,
             PositionIds = AttentionMasks.PositionIdsFromMask(afterMask),
         }).LastHiddenState;
-        return _head.forward(PoolingOps.Apply(afterHidden, afterMask, Pooling.Last));
+        return _head.forward(PoolingOps.Apply(afterHidden, cat([zeros_like(leftMask), labelMask], 1), _settings.Pooling)); // label tokens only
     }
 
     /// <summary>
@@ -229,7 +230,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             PositionIds = positions,
             Cache = cache,
         }).LastHiddenState; // [B·K, l, d]
-        var pairs = _head.forward(PoolingOps.Apply(hidden, labelMask, Pooling.Last)); // [B·K, 2]
+        var pairs = _head.forward(PoolingOps.Apply(hidden, labelMask, _settings.Pooling)); // [B·K, 2]
         return (pairs[.., 1] - pairs[.., 0]).view(b, k); // [B, K]
     }
 
@@ -248,6 +249,25 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Initialises G so that the label prompts start at the scale of the model's token embeddings. The label states come
+    /// from the final norm (RMS around 1) while token embeddings are often 20–100× smaller; with a default-initialised G
+    /// the prompts would swamp the text in the residual stream (After) or in attention (Before), and the true/false
+    /// head would see almost nothing of the text.
+    /// </summary>
+    private static void ScaleToEmbeddings(Linear projection, LlamaModel model, Tensor labelHidden, Tensor labelMask)
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var embeddings = model.parameters().First(); // embed_tokens.weight [V, d]
+        var embedRms = embeddings.to(ScalarType.Float32).square().mean().sqrt().item<float>();
+        var realTokens = labelMask.sum().item<long>() * labelHidden.shape[2];
+        var hiddenRms = MathF.Sqrt(labelHidden.to(ScalarType.Float32).square().sum().item<float>() / Math.Max(1, realTokens));
+        var std = embedRms / (Math.Max(hiddenRms, 1e-6f) * MathF.Sqrt(labelHidden.shape[2]));
+        projection.weight!.normal_(0, std);
+        projection.bias!.zero_();
     }
 
     /// <summary>Moves each row's real tokens to the right end (left padding).</summary>

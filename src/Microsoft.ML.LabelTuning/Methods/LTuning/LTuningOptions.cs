@@ -40,9 +40,18 @@ public sealed class LTuningOptions : LabelTuningOptions
     /// <summary>Where the label prompt goes (prompt variant only). Default <see cref="LTuning.LabelPlacement.Before"/>, the paper's.</summary>
     public LabelPlacement LabelPlacement { get; set; } = LabelPlacement.Before;
 
+    /// <summary>
+    /// Pooling of the final hidden states that the true/false head reads. <see cref="Methods.Pooling.Last"/> (the
+    /// paper's) takes the last text token, or with <see cref="LTuning.LabelPlacement.After"/> the last label token;
+    /// <see cref="Methods.Pooling.Mean"/> averages the text's tokens (After: the label tokens), so every token's reaction to the label
+    /// reaches the head, which helps small or shallow models. Default <see cref="Methods.Pooling.Last"/>.
+    /// </summary>
+    public Pooling Pooling { get; set; } = Pooling.Last;
+
     internal override void Validate()
     {
         base.Validate();
+        Require(Enum.IsDefined(Pooling), nameof(Pooling), Pooling, "must be Last, Mean or Max");
         Require(NegativesPerExample >= 1, nameof(NegativesPerExample), NegativesPerExample, "must be at least 1");
         Require(Enum.IsDefined(LabelPlacement), nameof(LabelPlacement), LabelPlacement, "must be Before or After");
         if (LabelTexts is not null)
@@ -85,4 +94,5 @@ internal sealed record LTuningSettings(
     string[]? LabelTexts,
     int NegativesPerExample,
     LabelPlacement Placement,
-    int[][]? LabelTokenIds = null);
+    int[][]? LabelTokenIds = null,
+    Pooling Pooling = Pooling.Last);
