@@ -65,7 +65,7 @@ public sealed class RangeParameter : SearchParameter
     public bool IsInteger { get; }
 
     /// <inheritdoc/>
-    public override object Default => IsInteger ? (int)Math.Round(Init) : Init;
+    public override object Default => IsInteger ? (object)(int)Math.Round(Init) : Init;
 
     /// <inheritdoc/>
     public override string ToString()
