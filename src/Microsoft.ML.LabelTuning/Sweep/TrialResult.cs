@@ -119,11 +119,15 @@ public sealed class TrialResult
     /// <summary>True when <paramref name="metric"/> is better when lower.</summary>
     internal static bool LowerIsBetter(LabelTuningMetric metric) => metric == LabelTuningMetric.LogLoss;
 
-    /// <summary>Orders trials best first: completed by metric (then shorter training), failed last by id.</summary>
+    /// <summary>
+    /// Orders trials best first: completed by metric, ties by log-loss (accuracies tie often on small validation sets),
+    /// then by shorter training; failed trials last, by id.
+    /// </summary>
     internal static IOrderedEnumerable<TrialResult> Rank(IEnumerable<TrialResult> trials, LabelTuningMetric metric)
         => trials
             .OrderBy(t => t.Status == TrialStatus.Completed && double.IsFinite(t.Metric) ? 0 : 1)
             .ThenBy(t => double.IsFinite(t.Metric) ? (LowerIsBetter(metric) ? t.Metric : -t.Metric) : 0)
+            .ThenBy(t => t.Metrics.TryGetValue(LabelTuningMetric.LogLoss, out var logLoss) && !double.IsNaN(logLoss) ? logLoss : double.PositiveInfinity)
             .ThenBy(t => t.TrainingTime)
             .ThenBy(t => t.Id);
 }
