@@ -579,8 +579,21 @@ public sealed class LabelTuningExperiment
 
     private int Seed() => _settings.Seed ?? (_ml as IHostEnvironmentInternal)?.Seed ?? 0;
 
-    /// <summary>Frees a trial's tensors (a TransformerChain disposes its parts).</summary>
-    private static void DisposeModel(ITransformer? model) => (model as IDisposable)?.Dispose();
+    /// <summary>Frees a trial's tensors: the model, or each part of a chain (the label mapping holds none).</summary>
+    private static void DisposeModel(ITransformer? model)
+    {
+        if (model is IEnumerable<ITransformer> chain)
+        {
+            foreach (var part in chain.OfType<IDisposable>())
+            {
+                part.Dispose();
+            }
+        }
+        else
+        {
+            (model as IDisposable)?.Dispose();
+        }
+    }
 
     private static void TryDelete(string path)
     {
