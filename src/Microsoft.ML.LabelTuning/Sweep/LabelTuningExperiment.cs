@@ -329,7 +329,9 @@ public sealed class LabelTuningExperiment
                     DisposeModel(model);
                 }
 
-                _progress?.Report(new SweepProgress(id, _maxTrials, result.MethodName, result, best, clock.Elapsed, Remaining(id + 1)));
+                var report = new SweepProgress(id, _maxTrials, result.MethodName, result, best, clock.Elapsed, Remaining(id + 1));
+                channel.Info(report.ToString());
+                _progress?.Report(report);
             }
         }
         catch (OperationCanceledException) when (budget.IsCancellationRequested)

@@ -60,6 +60,14 @@ public sealed class LabelTuningExperimentTests
     {
         var (ml, experiment) = NewExperiment(train: 96, validation: 60);
         var reports = new List<SweepProgress>();
+        var log = new List<string>();
+        ml.Log += (_, e) =>
+        {
+            lock (log)
+            {
+                log.Add(e.Message);
+            }
+        };
         var result = await experiment.SetSearchSpace(FastSpace()).SetMetric(LabelTuningMetric.MacroAccuracy).SetMaxTrials(3)
             .SetProgress(new InlineProgress<SweepProgress>(reports.Add)).RunAsync();
 
@@ -88,6 +96,12 @@ public sealed class LabelTuningExperimentTests
         CollectionAssert.AreEqual(new[] { 1, 2, 3 }, ends.Select(r => r.Trial).ToArray());
         Assert.IsTrue(ends.All(r => r.MaxTrials == 3 && r.Best is not null && r.Remaining is not null));
         StringAssert.Contains(ends[^1].ToString(), "trial 3 of 3");
+        lock (log)
+        {
+            // The same report goes to ML.NET's log through the experiment's channel.
+            Assert.IsTrue(log.Any(m => m.Contains("LabelTuningExperiment", StringComparison.Ordinal) && m.Contains("trial 3 of 3", StringComparison.Ordinal) && m.Contains("best", StringComparison.Ordinal)),
+                string.Join('\n', log.Where(m => m.Contains("LabelTuningExperiment", StringComparison.Ordinal)).Take(20)));
+        }
 
         var folder = TempFolder();
         try
