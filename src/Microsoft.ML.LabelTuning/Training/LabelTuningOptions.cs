@@ -39,9 +39,11 @@ public abstract class LabelTuningOptions
     public int BatchSize { get; set; } = 8;
 
     /// <summary>Passes over the training data. Positive. Default 3.</summary>
+    [Sweep.Range(1, 8, 3)]
     public int Epochs { get; set; } = 3;
 
     /// <summary>Peak learning rate of AdamW. Positive. Default 1e-4.</summary>
+    [Sweep.Range(0.1, 10.0, 1.0, logBase: true, RelativeToDefault = true)]
     public double LearningRate { get; set; } = 1e-4;
 
     /// <summary>Decoupled AdamW weight decay; not applied to biases, norms or embeddings. Non-negative. Default 0.01.</summary>

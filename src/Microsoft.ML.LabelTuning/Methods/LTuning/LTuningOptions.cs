@@ -35,6 +35,7 @@ public sealed class LTuningOptions : LabelTuningOptions
     public IReadOnlyList<string>? LabelTexts { get; set; }
 
     /// <summary>False labels sampled per example at each step, 1 to K−1 (capped at K−1). Default 1.</summary>
+    [Sweep.Range(1, 4, 1)]
     public int NegativesPerExample { get; set; } = 1;
 
     /// <summary>Where the label prompt goes (prompt variant only). Default <see cref="LTuning.LabelPlacement.Before"/>, the paper's.</summary>
