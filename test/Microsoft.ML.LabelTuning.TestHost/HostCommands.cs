@@ -42,6 +42,11 @@ public static class HostCommands
             }
 
             default:
+                if (ReliabilityCommands.TryRun(args) is { } code)
+                {
+                    return code;
+                }
+
                 Console.Error.WriteLine("usage: TestHost score-features <model.zip> <features.txt> | score-texts <model.zip> <texts.txt>");
                 return 2;
         }

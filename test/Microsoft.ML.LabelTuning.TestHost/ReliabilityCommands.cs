@@ -1,0 +1,213 @@
+using System.Globalization;
+using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
+using Microsoft.ML.LabelTuning.Methods.PromptTuning;
+using Microsoft.ML.LabelTuning.Training;
+using TorchSharp;
+
+namespace Microsoft.ML.LabelTuning.TestHost;
+
+/// <summary>
+/// Commands the reliability tests kill with SIGKILL: checkpointed training that must resume exactly, and a loop of
+/// atomic saves that must never leave a broken file. Each writes what it has done to stdout, one line at a time, so
+/// that the test knows what was committed before the kill.
+/// </summary>
+public static class ReliabilityCommands
+{
+    /// <summary>Optimizer steps between checkpoints in <c>train-checkpointed</c>.</summary>
+    public const int CheckpointEverySteps = 5;
+
+    /// <summary>Training rows in <c>train-checkpointed</c>; with batches of 4, 12 optimizer steps per epoch.</summary>
+    public const int TrainRows = 48;
+
+    /// <summary>Batch size in <c>train-checkpointed</c>.</summary>
+    public const int BatchSize = 4;
+
+    /// <summary>Epochs in <c>train-checkpointed</c>.</summary>
+    public const int Epochs = 3;
+
+    /// <summary>Runs a reliability command; returns null when <paramref name="args"/> names none of them.</summary>
+    public static int? TryRun(string[] args)
+    {
+        switch (args)
+        {
+            case ["train-checkpointed", var method, var modelDir, var checkpointDir, var scoresPath, .. var rest]:
+                return TrainCheckpointed(method, modelDir, checkpointDir, scoresPath, IntOption(rest, "--slow-ms"), IntOption(rest, "--pause-at-step"));
+            case ["save-loop", var sourceZip, var folder]:
+                return SaveLoop(sourceZip, folder);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>
+    /// Trains <paramref name="method"/> (<c>ls-llama</c>, <c>prompt-tuning</c>, or <c>ls-llama-best</c>: LS-LLaMA whose
+    /// validation set has its labels rotated, so the first epoch is the best and early stopping must restore it) on the
+    /// toy task with checkpoints in <paramref name="checkpointDir"/>, then writes the scores of fixed texts.
+    /// Prints <c>step N</c> after every optimizer step, <c>validation epoch E loss L</c> after each validation, and
+    /// <c>done first-step F</c> at the end.
+    /// </summary>
+    private static int TrainCheckpointed(string method, string modelDir, string checkpointDir, string scoresPath, int? slowMs, int? pauseAtStep)
+    {
+        var ml = new MLContext(seed: 1);
+        var train = ml.Data.LoadFromEnumerable(ToyRows(TrainRows, seed: 1));
+        var mapLabel = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: Transforms.ValueToKeyMappingEstimator.KeyOrdinality.ByValue).Fit(train);
+        var keyed = mapLabel.Transform(train);
+        long firstStep = -1;
+        var progress = new SyncProgress(p =>
+        {
+            if (p.IsValidation)
+            {
+                Console.WriteLine($"validation epoch {p.Epoch} loss {p.ValidationLoss!.Value.ToString("R", CultureInfo.InvariantCulture)}");
+                return;
+            }
+
+            if (firstStep < 0)
+            {
+                firstStep = p.Step;
+            }
+
+            Console.WriteLine($"step {p.Step}");
+            if (p.Step == pauseAtStep)
+            {
+                Console.WriteLine($"paused {p.Step}");
+                Thread.Sleep(Timeout.Infinite); // the test kills the process here
+            }
+
+            if (slowMs is > 0)
+            {
+                Thread.Sleep(slowMs.Value);
+            }
+        });
+
+        T Common<T>(T o)
+            where T : LabelTuningOptions
+        {
+            o.ModelPath = modelDir;
+            o.Epochs = Epochs;
+            o.BatchSize = BatchSize;
+            o.LearningRate = 1e-2;
+            o.WarmupRatio = 0.1;
+            o.MaxSequenceLength = 32;
+            o.Seed = 5;
+            o.CheckpointFolder = checkpointDir;
+            o.CheckpointEverySteps = CheckpointEverySteps;
+            o.Progress = progress;
+            return o;
+        }
+
+        ITransformer model = method switch
+        {
+            "ls-llama" => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(
+                Common(new LabelSupervisedLlamaOptions { LoraRank = 4, LoraAlpha = 8, LoraDropout = 0.1 })).Fit(keyed),
+            "ls-llama-best" => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(
+                Common(new LabelSupervisedLlamaOptions
+                {
+                    LoraRank = 4,
+                    LoraAlpha = 8,
+                    LoraDropout = 0.1,
+                    ValidationSet = mapLabel.Transform(ml.Data.LoadFromEnumerable(RotateLabels(ToyRows(24, seed: 3)))),
+                    EarlyStoppingPatience = Epochs,
+                })).Fit(keyed),
+            "prompt-tuning" => ml.MulticlassClassification.Trainers.PromptTuning(
+                Common(new PromptTuningOptions { VirtualTokenCount = 4 })).Fit(keyed),
+            _ => throw new ArgumentException($"Unknown method '{method}'; expected ls-llama, ls-llama-best or prompt-tuning.", nameof(method)),
+        };
+
+        var test = mapLabel.Transform(ml.Data.LoadFromEnumerable(ToyRows(12, seed: 2)));
+        var lines = model.Transform(test).GetColumn<float[]>("Score")
+            .Select(row => string.Join(' ', row.Select(s => s.ToString("R", CultureInfo.InvariantCulture))));
+        AtomicFile.WriteText(scoresPath, string.Join('\n', lines) + "\n");
+        Console.WriteLine($"done first-step {firstStep}");
+        return 0;
+    }
+
+    /// <summary>
+    /// Loads <paramref name="sourceZip"/> and then, until killed, saves it again and again: iteration i writes
+    /// <c>weights.safetensors</c> (a 1 Mi-float tensor filled with i, and i in its metadata) and <c>state.json</c>
+    /// through <see cref="AtomicFile"/>, <c>model.zip</c> through <see cref="ModelSaveCatalog.SaveAtomically"/> (i is
+    /// in the name of an extra input-schema column), and <c>plain.zip</c> through ML.NET's own
+    /// <c>Model.Save(path)</c>, the control that is not atomic. Prints <c>committed i</c> after each iteration.
+    /// </summary>
+    private static int SaveLoop(string sourceZip, string folder)
+    {
+        var ml = new MLContext(seed: 0);
+        var model = ml.Model.Load(sourceZip, out var schema);
+        Console.WriteLine("ready");
+        for (var i = 1; ; i++)
+        {
+            using (var scope = torch.NewDisposeScope())
+            {
+                var tensors = new Dictionary<string, torch.Tensor> { ["w"] = torch.full(1 << 20, (float)i) };
+                SafeTensorsWriter.Write(Path.Combine(folder, "weights.safetensors"), tensors,
+                    new Dictionary<string, string> { ["iteration"] = i.ToString(CultureInfo.InvariantCulture) });
+            }
+
+            AtomicFile.WriteText(Path.Combine(folder, "state.json"), $"{{\"iteration\": {i}, \"payload\": \"{new string('x', 200_000)}\"}}");
+            var versioned = WithVersionColumn(schema!, i);
+            ml.Model.SaveAtomically(model, versioned, Path.Combine(folder, "model.zip"));
+            ml.Model.Save(model, versioned, Path.Combine(folder, "plain.zip"));
+            Console.WriteLine($"committed {i}");
+        }
+    }
+
+    /// <summary>The schema plus a Boolean column named <c>Version_i</c>: the iteration travels inside the zip.</summary>
+    public static DataViewSchema WithVersionColumn(DataViewSchema schema, int version)
+    {
+        var builder = new DataViewSchema.Builder();
+        builder.AddColumns(schema.Where(c => !c.Name.StartsWith("Version_", StringComparison.Ordinal)));
+        builder.AddColumn($"Version_{version}", BooleanDataViewType.Instance);
+        return builder.ToSchema();
+    }
+
+    /// <summary>Reads the version that <see cref="WithVersionColumn"/> put in a schema; -1 when there is none.</summary>
+    public static int VersionOf(DataViewSchema schema)
+        => schema.Select(c => c.Name).Where(n => n.StartsWith("Version_", StringComparison.Ordinal))
+            .Select(n => int.Parse(n["Version_".Length..], CultureInfo.InvariantCulture)).DefaultIfEmpty(-1).Single();
+
+    /// <summary>The toy task: three classes, each with its own words among shared filler.</summary>
+    public static List<HostCommands.TextRow> ToyRows(int count, int seed)
+    {
+        string[] filler = "the a this that movie film it was is really very and".Split(' ');
+        string[][] classWords =
+        [
+            "good great excellent wonderful superb brilliant".Split(' '),
+            "bad awful terrible boring dreadful poor".Split(' '),
+            "sport game team player match goal".Split(' '),
+        ];
+        string[] names = ["positive", "negative", "sport"];
+        var random = new Random(seed);
+        var rows = new List<HostCommands.TextRow>();
+        for (var i = 0; i < count; i++)
+        {
+            var label = i % 3;
+            var words = Enumerable.Range(0, random.Next(1, 5)).Select(_ => filler[random.Next(filler.Length)]).ToList();
+            for (var k = random.Next(1, 3); k > 0; k--)
+            {
+                words.Insert(random.Next(words.Count + 1), classWords[label][random.Next(classWords[label].Length)]);
+            }
+
+            rows.Add(new HostCommands.TextRow { Text = string.Join(' ', words), Label = names[label] });
+        }
+
+        return rows;
+    }
+
+    private static List<HostCommands.TextRow> RotateLabels(List<HostCommands.TextRow> rows)
+    {
+        string[] names = ["positive", "negative", "sport"];
+        return rows.Select(r => new HostCommands.TextRow { Text = r.Text, Label = names[(Array.IndexOf(names, r.Label) + 1) % 3] }).ToList();
+    }
+
+    private static int? IntOption(string[] rest, string name)
+    {
+        var index = Array.IndexOf(rest, name);
+        return index >= 0 && index + 1 < rest.Length ? int.Parse(rest[index + 1], CultureInfo.InvariantCulture) : null;
+    }
+
+    private sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}
