@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
@@ -34,8 +35,8 @@ public static class ReliabilityCommands
         {
             case ["train-checkpointed", var method, var modelDir, var checkpointDir, var scoresPath, .. var rest]:
                 return TrainCheckpointed(method, modelDir, checkpointDir, scoresPath, IntOption(rest, "--slow-ms"), IntOption(rest, "--pause-at-step"));
-            case ["save-loop", var sourceZip, var folder]:
-                return SaveLoop(sourceZip, folder);
+            case ["save-loop", var sourceZip, var folder, var first, .. var rest]:
+                return SaveLoop(sourceZip, folder, int.Parse(first, CultureInfo.InvariantCulture), StringOption(rest, "--stall"), IntOption(rest, "--stall-at"));
             default:
                 return null;
         }
@@ -124,31 +125,104 @@ public static class ReliabilityCommands
     }
 
     /// <summary>
-    /// Loads <paramref name="sourceZip"/> and then, until killed, saves it again and again: iteration i writes
-    /// <c>weights.safetensors</c> (a 1 Mi-float tensor filled with i, and i in its metadata) and <c>state.json</c>
-    /// through <see cref="AtomicFile"/>, <c>model.zip</c> through <see cref="ModelSaveCatalog.SaveAtomically"/> (i is
-    /// in the name of an extra input-schema column), and <c>plain.zip</c> through ML.NET's own
-    /// <c>Model.Save(path)</c>, the control that is not atomic. Prints <c>committed i</c> after each iteration.
+    /// Loads <paramref name="sourceZip"/> and then, until killed, saves it again and again. Iteration i writes, in this
+    /// order, <c>weights.safetensors</c> (a 1 Mi-float tensor filled with i, and i in its metadata) through
+    /// <see cref="SafeTensorsWriter"/>, <c>state.json</c> (i and a 200 KB payload) through <see cref="AtomicFile"/>,
+    /// <c>model.zip</c> through <see cref="ModelSaveCatalog.SaveAtomically"/> (i is the name of an extra input-schema
+    /// column), and <c>plain.zip</c> the way ML.NET's <c>Model.Save(model, schema, path)</c> does (File.Create, then
+    /// save to the stream): the control, which is not atomic. Prints <c>committed i</c> after each iteration.
+    /// With <paramref name="stall"/> (weights, state, model or plain), iteration <paramref name="stallAt"/> stops in
+    /// the middle of that file's save (after half its bytes), prints <c>stalled</c>, and waits to be killed.
     /// </summary>
-    private static int SaveLoop(string sourceZip, string folder)
+    private static int SaveLoop(string sourceZip, string folder, int first, string? stall, int? stallAt)
     {
         var ml = new MLContext(seed: 0);
         var model = ml.Model.Load(sourceZip, out var schema);
         Console.WriteLine("ready");
-        for (var i = 1; ; i++)
+        for (var i = first; ; i++)
         {
+            Stream Wrap(string target, Stream stream, long totalBytes)
+                => stall == target && stallAt == i ? new StallingStream(stream, totalBytes / 2) : stream;
+
             using (var scope = torch.NewDisposeScope())
             {
                 var tensors = new Dictionary<string, torch.Tensor> { ["w"] = torch.full(1 << 20, (float)i) };
-                SafeTensorsWriter.Write(Path.Combine(folder, "weights.safetensors"), tensors,
-                    new Dictionary<string, string> { ["iteration"] = i.ToString(CultureInfo.InvariantCulture) });
+                var metadata = new Dictionary<string, string> { ["iteration"] = i.ToString(CultureInfo.InvariantCulture) };
+                AtomicFile.Write(Path.Combine(folder, "weights.safetensors"),
+                    stream => SafeTensorsWriter.Write(Wrap("weights", stream, 4L << 20), tensors, metadata));
             }
 
-            AtomicFile.WriteText(Path.Combine(folder, "state.json"), $"{{\"iteration\": {i}, \"payload\": \"{new string('x', 200_000)}\"}}");
+            var state = Encoding.UTF8.GetBytes($"{{\"iteration\": {i}, \"payload\": \"{new string('x', 200_000)}\"}}");
+            AtomicFile.Write(Path.Combine(folder, "state.json"), stream => Wrap("state", stream, state.Length).Write(state));
+
             var versioned = WithVersionColumn(schema!, i);
-            ml.Model.SaveAtomically(model, versioned, Path.Combine(folder, "model.zip"));
-            ml.Model.Save(model, versioned, Path.Combine(folder, "plain.zip"));
+            long zipBytes = 0;
+            if (stallAt == i && stall is "model" or "plain")
+            {
+                using var measure = new MemoryStream();
+                ml.Model.Save(model, versioned, measure);
+                zipBytes = measure.Length;
+            }
+
+            if (stall == "model" && stallAt == i)
+            {
+                // What SaveAtomically does, with the stream stalled half-way.
+                AtomicFile.Write(Path.Combine(folder, "model.zip"), stream => ml.Model.Save(model, versioned, Wrap("model", stream, zipBytes)));
+            }
+            else
+            {
+                ml.Model.SaveAtomically(model, versioned, Path.Combine(folder, "model.zip"));
+            }
+
+            using (var plain = File.Create(Path.Combine(folder, "plain.zip")))
+            {
+                ml.Model.Save(model, versioned, Wrap("plain", plain, zipBytes));
+            }
+
             Console.WriteLine($"committed {i}");
+        }
+    }
+
+    /// <summary>Passes everything through to the inner stream, but stops the process for good once a number of bytes is written.</summary>
+    private sealed class StallingStream(Stream inner, long stallAfter) : Stream
+    {
+        private long _written;
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => inner.CanSeek;
+
+        public override bool CanWrite => true;
+
+        public override long Length => inner.Length;
+
+        public override long Position
+        {
+            get => inner.Position;
+            set => inner.Position = value;
+        }
+
+        public override void Flush() => inner.Flush();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+
+        public override void SetLength(long value) => inner.SetLength(value);
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            var before = (int)Math.Clamp(stallAfter - _written, 0, buffer.Length);
+            inner.Write(buffer[..before]);
+            _written += before;
+            if (before < buffer.Length)
+            {
+                inner.Flush(); // the half-written bytes reach the file, as they would in a long save
+                Console.WriteLine("stalled");
+                Thread.Sleep(Timeout.Infinite); // the test kills the process here, half-way through the save
+            }
         }
     }
 
@@ -198,6 +272,12 @@ public static class ReliabilityCommands
     {
         string[] names = ["positive", "negative", "sport"];
         return rows.Select(r => new HostCommands.TextRow { Text = r.Text, Label = names[(Array.IndexOf(names, r.Label) + 1) % 3] }).ToList();
+    }
+
+    private static string? StringOption(string[] rest, string name)
+    {
+        var index = Array.IndexOf(rest, name);
+        return index >= 0 && index + 1 < rest.Length ? rest[index + 1] : null;
     }
 
     private static int? IntOption(string[] rest, string name)
