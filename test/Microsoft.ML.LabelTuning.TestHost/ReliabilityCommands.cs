@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 using Microsoft.ML.LabelTuning.Methods.PromptTuning;
 using Microsoft.ML.LabelTuning.Training;
@@ -37,6 +38,8 @@ public static class ReliabilityCommands
                 return TrainCheckpointed(method, modelDir, checkpointDir, scoresPath, IntOption(rest, "--slow-ms"), IntOption(rest, "--pause-at-step"));
             case ["save-loop", var sourceZip, var folder, var first, .. var rest]:
                 return SaveLoop(sourceZip, folder, int.Parse(first, CultureInfo.InvariantCulture), StringOption(rest, "--stall"), IntOption(rest, "--stall-at"));
+            case ["memory-probe", var modelDir, var batch, var sequence]:
+                return MemoryProbe(modelDir, int.Parse(batch, CultureInfo.InvariantCulture), int.Parse(sequence, CultureInfo.InvariantCulture));
             default:
                 return null;
         }
@@ -224,6 +227,51 @@ public static class ReliabilityCommands
                 Thread.Sleep(Timeout.Infinite); // the test kills the process here, half-way through the save
             }
         }
+    }
+
+    /// <summary>
+    /// Trains LS-LLaMA for one step of <paramref name="batch"/> examples of exactly <paramref name="sequence"/> tokens
+    /// (long texts cut to MaxSequenceLength) and prints <c>estimate E measured M</c>: the memory estimate's bytes beyond
+    /// the loaded model, and the growth of the process's peak resident memory during the fit (Linux: the peak is reset
+    /// through /proc/self/clear_refs first). A fresh process, so that no earlier allocation is reused.
+    /// </summary>
+    private static int MemoryProbe(string modelDir, int batch, int sequence)
+    {
+        var ml = new MLContext(seed: 1);
+        var words = "good bad game the film team great awful match story".Split(' ');
+        var rows = Enumerable.Range(0, batch)
+            .Select(i => new HostCommands.TextRow { Text = string.Join(' ', Enumerable.Range(0, sequence * 2).Select(k => words[(i + k) % words.Length])), Label = (i % 2).ToString(CultureInfo.InvariantCulture) })
+            .ToList();
+        var train = ml.Data.LoadFromEnumerable(rows);
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(train).Transform(train);
+        var options = new LabelSupervisedLlamaOptions
+        {
+            ModelPath = modelDir,
+            Epochs = 1,
+            BatchSize = batch,
+            MaxSequenceLength = sequence,
+            LoraRank = 4,
+            LoraAlpha = 8,
+            Seed = 5,
+            MemoryCheck = MemoryCheck.Off,
+        };
+        var trainer = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options);
+        var config = LlamaConfig.Load(Path.Combine(modelDir, "config.json"));
+        var estimate = MemoryEstimate.For(config, parameterCount: 0, trainableCount: 0, elementBytes: 4, batch, sequence);
+
+        GC.Collect();
+        File.WriteAllText("/proc/self/clear_refs", "5");
+        var before = StatusKb("VmRSS");
+        trainer.Fit(keyed);
+        var peak = StatusKb("VmHWM");
+        Console.WriteLine($"estimate {estimate.TrainingBytes} measured {(peak - before) * 1024}");
+        return 0;
+    }
+
+    private static long StatusKb(string key)
+    {
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
     }
 
     /// <summary>The schema plus a Boolean column named <c>Version_i</c>: the iteration travels inside the zip.</summary>
