@@ -76,6 +76,8 @@ public sealed class MemoryEstimateTests
 
         var message = MemoryBudget.Check(estimate, available, MemoryCheck.Warn, channel: null);
         Assert.IsNotNull(message);
+        Directory.CreateDirectory(Fuzz.ResultsFolder);
+        File.WriteAllText(Path.Combine(Fuzz.ResultsFolder, "memory-warning.txt"), message + "\n");
         StringAssert.Contains(message, "4096 × 4096 tokens");
         StringAssert.Contains(message, MemoryEstimate.FormatBytes(estimate.TrainingBytes));
         StringAssert.Contains(message, MemoryEstimate.FormatBytes(available.Value));
