@@ -42,7 +42,15 @@ public static class HostCommands
             }
 
             default:
-                Console.Error.WriteLine("usage: TestHost score-features <model.zip> <features.txt> | score-texts <model.zip> <texts.txt>");
+                if (ReliabilityCommands.TryRun(args) is { } code)
+                {
+                    return code;
+                }
+
+                Console.Error.WriteLine("usage: TestHost score-features <model.zip> <features.txt> | score-texts <model.zip> <texts.txt>\n" +
+                    "  | train-checkpointed <ls-llama|ls-llama-best|prompt-tuning> <modelDir> <checkpointDir> <scores.txt> [--slow-ms N] [--pause-at-step N]\n" +
+                    "  | save-loop <source.zip> <folder> <firstIteration> [--stall weights|state|model|plain --stall-at N]\n" +
+                    "  | memory-probe <modelDir> <batch> <sequenceLength>");
                 return 2;
         }
     }

@@ -1,6 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.LabelTuning.TestHost;
 
-// Usage: TestHost score <model.zip> <input.tsv> <column>
-// Loads a saved model in this fresh process and prints one score per line (round-trip tests compare them).
+// Commands the tests run in a fresh process (see HostCommands and ReliabilityCommands for the list): scoring a saved
+// model (round-trip tests), and checkpointed training, save loops and memory probes that reliability tests kill.
 return HostCommands.Run(args);

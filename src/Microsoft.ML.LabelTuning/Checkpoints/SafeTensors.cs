@@ -18,21 +18,9 @@ internal static class SafeTensors
     public static void WriteFile(string path, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
         => SafeTensorsWriter.Write(path, tensors, metadata);
 
-    /// <summary>Writes tensors in safetensors format to a stream (used for entries inside model zips).</summary>
+    /// <summary>Writes tensors in safetensors format to a stream (used for entries inside model zips), with no temporary file.</summary>
     public static void Write(Stream destination, IReadOnlyDictionary<string, Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
-    {
-        var temp = Path.Combine(Path.GetTempPath(), $"lt-{Guid.NewGuid():N}.safetensors");
-        try
-        {
-            SafeTensorsWriter.Write(temp, tensors, metadata);
-            using var file = File.OpenRead(temp);
-            file.CopyTo(destination);
-        }
-        finally
-        {
-            File.Delete(temp);
-        }
-    }
+        => SafeTensorsWriter.Write(destination, tensors, metadata);
 
     /// <summary>Reads safetensors bytes from a stream; <paramref name="description"/> names the source in errors.</summary>
     public static (Dictionary<string, Tensor> Tensors, IReadOnlyDictionary<string, string> Metadata) Read(Stream source, string description)

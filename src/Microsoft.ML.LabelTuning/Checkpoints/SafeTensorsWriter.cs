@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -27,6 +26,23 @@ internal static class SafeTensorsWriter
         ScalarType? dtype = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
+        var write = Prepare(tensors, metadata, dtype);
+        AtomicFile.Write(path, write);
+    }
+
+    /// <summary>Writes <paramref name="tensors"/> in safetensors format to <paramref name="destination"/>, front to back (no seeking).</summary>
+    /// <param name="destination">A writable stream, such as an entry of a model zip.</param>
+    /// <param name="tensors">Name → tensor (any device, any layout); names must be unique and non-empty.</param>
+    /// <param name="metadata">Strings stored under <c>__metadata__</c>; default <c>{"format": "pt"}</c>.</param>
+    public static void Write(Stream destination, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        Prepare(tensors, metadata, dtype: null)(destination);
+    }
+
+    /// <summary>Validates the tensors, builds the header, and returns the action that writes the file's bytes.</summary>
+    private static Action<Stream> Prepare(IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata, ScalarType? dtype)
+    {
         ArgumentNullException.ThrowIfNull(tensors);
         if (!BitConverter.IsLittleEndian)
         {
@@ -58,7 +74,7 @@ internal static class SafeTensorsWriter
         });
 
         var header = BuildHeader(entries, metadata ?? new Dictionary<string, string> { ["format"] = "pt" });
-        AtomicFile.Write(path, stream =>
+        return stream =>
         {
             Span<byte> length = stackalloc byte[8];
             BitConverter.TryWriteBytes(length, (ulong)header.Length);
@@ -68,7 +84,7 @@ internal static class SafeTensorsWriter
             {
                 WriteData(stream, tensor, SafeTensorsDTypes.ToScalarType(type));
             }
-        });
+        };
     }
 
     private static byte[] BuildHeader(
@@ -135,54 +151,6 @@ internal static class SafeTensorsWriter
         {
             using var chunk = cpu.narrow(0, start, Math.Min(elementsPerChunk, count - start));
             stream.Write(chunk.bytes);
-        }
-    }
-}
-
-/// <summary>Writes a file atomically: temporary file in the same folder, flush to disk, rename over the target.</summary>
-internal static class AtomicFile
-{
-    /// <summary>Runs <paramref name="write"/> against a temporary file and moves it to <paramref name="path"/>.</summary>
-    public static void Write(string path, Action<Stream> write)
-    {
-        var full = System.IO.Path.GetFullPath(path);
-        var folder = System.IO.Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(folder);
-        var temp = System.IO.Path.Combine(folder, $".{System.IO.Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
-
-    /// <summary>Writes UTF-8 text atomically.</summary>
-    public static void WriteText(string path, string text)
-        => Write(path, stream => stream.Write(new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text)));
-
-    private static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-            // Best effort: the temporary file is hidden and named uniquely.
-        }
-        catch (UnauthorizedAccessException)
-        {
-            // Best effort, as above.
         }
     }
 }

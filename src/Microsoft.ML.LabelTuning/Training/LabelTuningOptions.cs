@@ -88,6 +88,14 @@ public abstract class LabelTuningOptions
     /// <summary>Compute dtype: "float32" (default), "bfloat16" or "float16". Low precision is meant for CUDA; on CPU bf16 is correct but very slow.</summary>
     public string Dtype { get; set; } = "float32";
 
+    /// <summary>
+    /// What happens when the memory estimate made before training (parameters, gradients, AdamW state, activations and
+    /// attention masks for the batch size and the longest example) exceeds the memory available: a warning in the
+    /// ML.NET log (<see cref="MemoryCheck.Warn"/>, the default), an <see cref="InvalidOperationException"/> before the
+    /// first step (<see cref="MemoryCheck.Fail"/>), or no estimate (<see cref="MemoryCheck.Off"/>). CPU only.
+    /// </summary>
+    public MemoryCheck MemoryCheck { get; set; } = MemoryCheck.Warn;
+
     internal virtual void Validate()
     {
         if (string.IsNullOrWhiteSpace(ModelPath))

@@ -44,6 +44,10 @@ internal static class TrainingLoop
 {
     private const string CheckpointTensors = "checkpoint.safetensors";
     private const string CheckpointState = "checkpoint.json";
+    private const string StateMetadataKey = "training_state";
+    private const string ParamPrefix = "param.";
+    private const string OptimPrefix = "optim.";
+    private const string BestPrefix = "best.";
 
     public static TrainingSummary Run(
         IClassifierModel model,
@@ -69,9 +73,8 @@ internal static class TrainingLoop
         var classWeights = plan.ClassWeights is null ? null : tensor(plan.ClassWeights).to(plan.Device);
 
         var state = new LoopState();
-        var resumed = TryResume(plan, trainable, optimizer, state, channel);
+        var resumed = TryResume(plan, trainable, optimizer, state, channel, out var bestWeights);
         var best = state.BestValidationLoss;
-        Dictionary<string, Tensor>? bestWeights = null;
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0;
         var lastLoss = double.NaN;
@@ -139,7 +142,7 @@ internal static class TrainingLoop
 
                     if (plan.CheckpointFolder is not null && state.Step % plan.CheckpointEverySteps == 0 && batchIndex < batches.Count)
                     {
-                        WriteCheckpoint(plan, trainable, optimizer, state);
+                        WriteCheckpoint(plan, trainable, optimizer, state, bestWeights);
                     }
                 }
 
@@ -167,7 +170,7 @@ internal static class TrainingLoop
 
                 if (plan.CheckpointFolder is not null)
                 {
-                    WriteCheckpoint(plan, trainable, optimizer, state);
+                    WriteCheckpoint(plan, trainable, optimizer, state, bestWeights);
                 }
 
                 if (plan.EarlyStoppingPatience > 0 && state.EpochsWithoutImprovement >= plan.EarlyStoppingPatience)
@@ -181,7 +184,7 @@ internal static class TrainingLoop
         {
             if (plan.CheckpointFolder is not null)
             {
-                WriteCheckpoint(plan, trainable, optimizer, state);
+                WriteCheckpoint(plan, trainable, optimizer, state, bestWeights);
                 channel?.Info($"training cancelled at step {state.Step}; checkpoint written to '{plan.CheckpointFolder}'");
             }
 
@@ -308,53 +311,91 @@ internal static class TrainingLoop
         public string Fingerprint { get; set; } = string.Empty;
     }
 
-    private static void WriteCheckpoint(TrainingPlan plan, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer, LoopState state)
+    private static void WriteCheckpoint(
+        TrainingPlan plan, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer, LoopState state, Dictionary<string, Tensor>? bestWeights)
     {
         using var scope = NewDisposeScope();
         Directory.CreateDirectory(plan.CheckpointFolder!);
         var tensors = new Dictionary<string, Tensor>();
         foreach (var (name, parameter) in trainable)
         {
-            tensors[$"param.{name}"] = parameter.detach().cpu();
+            tensors[$"{ParamPrefix}{name}"] = parameter.detach().cpu();
         }
 
         foreach (var (name, value) in optimizer.StateDict())
         {
-            tensors[$"optim.{name}"] = value.cpu();
+            tensors[$"{OptimPrefix}{name}"] = value.cpu();
+        }
+
+        // The early-stopping snapshot is part of the run's state: without it a resumed run would end on its last
+        // weights instead of the best epoch's.
+        foreach (var (name, value) in bestWeights ?? [])
+        {
+            tensors[$"{BestPrefix}{name}"] = value.cpu();
         }
 
         state.Fingerprint = plan.RunFingerprint;
-        // Tensors first, state last: the state file names the step its tensors belong to, so a kill between the two
-        // renames leaves a consistent older pair or is detected (the step is stored in both).
-        var metadata = new Dictionary<string, string> { ["step"] = state.Step.ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        var json = JsonSerializer.Serialize(new CheckpointStateJson(
+            state.Step, state.Epoch, state.BatchInEpoch, optimizer.StepCount, state.BestValidationLoss, state.EpochsWithoutImprovement,
+            plan.RunFingerprint, bestWeights is not null));
+
+        // One file is the commit point: the loop state travels in the safetensors metadata, so the single atomic
+        // rename of checkpoint.safetensors switches tensors and state together, and a kill at any moment leaves either
+        // the previous checkpoint or the new one. checkpoint.json is a readable copy written afterwards; resume trusts
+        // the metadata.
+        var metadata = new Dictionary<string, string>
+        {
+            ["format"] = "pt",
+            ["step"] = state.Step.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            [StateMetadataKey] = json,
+        };
         SafeTensors.WriteFile(Path.Combine(plan.CheckpointFolder!, CheckpointTensors), tensors, metadata);
-        AtomicFile.WriteText(Path.Combine(plan.CheckpointFolder!, CheckpointState), JsonSerializer.Serialize(new CheckpointStateJson(
-            state.Step, state.Epoch, state.BatchInEpoch, optimizer.StepCount, state.BestValidationLoss, state.EpochsWithoutImprovement, plan.RunFingerprint)));
+        AtomicFile.WriteText(Path.Combine(plan.CheckpointFolder!, CheckpointState), json);
     }
 
-    private static bool TryResume(TrainingPlan plan, IReadOnlyList<(string Name, Parameter Parameter)> trainable, AdamW optimizer, LoopState state, IChannel? channel)
+    private static bool TryResume(
+        TrainingPlan plan,
+        IReadOnlyList<(string Name, Parameter Parameter)> trainable,
+        AdamW optimizer,
+        LoopState state,
+        IChannel? channel,
+        out Dictionary<string, Tensor>? bestWeights)
     {
-        if (plan.CheckpointFolder is null)
+        bestWeights = null;
+        if (plan.CheckpointFolder is null || !Directory.Exists(plan.CheckpointFolder))
         {
             return false;
         }
 
+        // A kill during a save leaves a hidden temporary file behind; the folder belongs to this run, so clear them.
+        AtomicFile.DeleteTemporaryFiles(plan.CheckpointFolder, CheckpointTensors, CheckpointState);
         var statePath = Path.Combine(plan.CheckpointFolder, CheckpointState);
         var tensorPath = Path.Combine(plan.CheckpointFolder, CheckpointTensors);
-        if (!File.Exists(statePath) || !File.Exists(tensorPath))
+        if (!File.Exists(tensorPath))
         {
             return false;
         }
 
+        using var scope = NewDisposeScope();
+        var (tensors, metadata) = SafeTensors.ReadFile(tensorPath);
         CheckpointStateJson saved;
-        try
+        if (metadata.TryGetValue(StateMetadataKey, out var embedded))
         {
-            saved = JsonSerializer.Deserialize<CheckpointStateJson>(File.ReadAllText(statePath))
-                ?? throw new InvalidDataException("empty");
+            saved = ParseState(embedded, $"the '{StateMetadataKey}' metadata of '{tensorPath}'");
         }
-        catch (JsonException ex)
+        else
         {
-            throw new InvalidDataException($"Checkpoint state '{statePath}' is not valid JSON: {ex.Message}", ex);
+            // Checkpoints written before the state moved into the metadata: the JSON file must name the same step.
+            if (!File.Exists(statePath))
+            {
+                return false;
+            }
+
+            saved = ParseState(File.ReadAllText(statePath), $"checkpoint state '{statePath}'");
+            if (!metadata.TryGetValue("step", out var step) || step != saved.Step.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            {
+                throw new InvalidDataException($"Checkpoint '{tensorPath}' is for step {step ?? "?"} but '{statePath}' says step {saved.Step}; the checkpoint is inconsistent.");
+            }
         }
 
         if (saved.Fingerprint != plan.RunFingerprint)
@@ -364,28 +405,27 @@ internal static class TrainingLoop
                 "Use an empty CheckpointFolder for a new run, or the same data and options to resume.");
         }
 
-        using var scope = NewDisposeScope();
-        var (tensors, metadata) = SafeTensors.ReadFile(tensorPath);
-        if (!metadata.TryGetValue("step", out var step) || step != saved.Step.ToString(System.Globalization.CultureInfo.InvariantCulture))
-        {
-            throw new InvalidDataException($"Checkpoint '{tensorPath}' is for step {step ?? "?"} but '{statePath}' says step {saved.Step}; the checkpoint is inconsistent.");
-        }
-
         using (no_grad())
         {
             foreach (var (name, parameter) in trainable)
             {
-                if (!tensors.TryGetValue($"param.{name}", out var value))
-                {
-                    throw new InvalidDataException($"Checkpoint '{tensorPath}' has no tensor 'param.{name}'.");
-                }
-
-                parameter.copy_(value);
+                parameter.copy_(Require(tensors, $"{ParamPrefix}{name}", tensorPath));
             }
         }
 
-        var optimizerState = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value);
+        if (saved.HasBestWeights)
+        {
+            var restored = new Dictionary<string, Tensor>();
+            foreach (var (name, parameter) in trainable)
+            {
+                restored[name] = Require(tensors, $"{BestPrefix}{name}", tensorPath).to(parameter.dtype, parameter.device).clone().DetachFromDisposeScope();
+            }
+
+            bestWeights = restored;
+        }
+
+        var optimizerState = tensors.Where(kv => kv.Key.StartsWith(OptimPrefix, StringComparison.Ordinal))
+            .ToDictionary(kv => kv.Key[OptimPrefix.Length..], kv => kv.Value);
         optimizer.LoadStateDict(optimizerState, saved.OptimizerSteps);
         state.Step = saved.Step;
         state.StartStep = saved.Step;
@@ -397,5 +437,23 @@ internal static class TrainingLoop
         return true;
     }
 
-    private sealed record CheckpointStateJson(long Step, int Epoch, int BatchInEpoch, long OptimizerSteps, double? BestValidationLoss, int EpochsWithoutImprovement, string Fingerprint);
+    private static Tensor Require(Dictionary<string, Tensor> tensors, string name, string path)
+        => tensors.TryGetValue(name, out var value) ? value : throw new InvalidDataException($"Checkpoint '{path}' has no tensor '{name}'.");
+
+    private static CheckpointStateJson ParseState(string json, string source)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<CheckpointStateJson>(json)
+                ?? throw new InvalidDataException($"The training state in {source} is empty (JSON null).");
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidDataException($"The training state in {source} is not valid JSON: {ex.Message}", ex);
+        }
+    }
+
+    private sealed record CheckpointStateJson(
+        long Step, int Epoch, int BatchInEpoch, long OptimizerSteps, double? BestValidationLoss, int EpochsWithoutImprovement, string Fingerprint,
+        bool HasBestWeights = false);
 }

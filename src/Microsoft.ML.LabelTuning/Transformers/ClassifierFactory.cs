@@ -206,6 +206,13 @@ internal static class ClassifierFactory
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             tokenizer.PaddingId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
             RunFingerprint(method, settings, options, scales, train, baseSha), scales);
+        if (options.MemoryCheck != MemoryCheck.Off)
+        {
+            // The worst micro-batch: the length-grouped batcher puts the longest examples together.
+            var estimate = MemoryEstimate.For(model, classifier, Math.Min(options.BatchSize, train.Count), train.Max(e => e.Ids.Length));
+            MemoryBudget.Check(estimate, MemoryBudget.AvailableBytes(device), options.MemoryCheck, channel);
+        }
+
         var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
         var description = new ClassifierDescription(

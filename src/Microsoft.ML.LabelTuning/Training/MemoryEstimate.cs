@@ -1,0 +1,239 @@
+using System.Globalization;
+using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.Runtime;
+using static TorchSharp.torch;
+
+namespace Microsoft.ML.LabelTuning.Training;
+
+/// <summary>What the trainer does when the memory estimate says a run would not fit.</summary>
+public enum MemoryCheck
+{
+    /// <summary>Write a warning to the ML.NET log and train anyway (the default).</summary>
+    Warn,
+
+    /// <summary>Throw an <see cref="InvalidOperationException"/> naming the numbers before training starts.</summary>
+    Fail,
+
+    /// <summary>Do not estimate.</summary>
+    Off,
+}
+
+/// <summary>
+/// An estimate, made before training, of the memory a fine-tuning run needs: the model's parameters, the gradients
+/// and AdamW's two moments of the trainable ones, and the activations autograd keeps for one micro-batch of the
+/// longest examples. It is a planning figure (within a factor of about two of a measured CPU run on a small model),
+/// not a bound.
+/// </summary>
+/// <param name="ParameterBytes">Every parameter of the model, frozen and trainable.</param>
+/// <param name="GradientBytes">One gradient per trainable parameter.</param>
+/// <param name="OptimizerBytes">AdamW's first and second moments per trainable parameter.</param>
+/// <param name="ActivationBytes">Hidden states kept for the backward pass: batch × tokens × layers × (a multiple of the hidden and MLP widths).</param>
+/// <param name="AttentionBytes">Attention masks: batch × tokens² (the fused attention kernel keeps no heads × tokens² scores).</param>
+/// <param name="BatchSize">The micro-batch the activations are for.</param>
+/// <param name="SequenceLength">The tokens per example the activations are for (the longest example).</param>
+public sealed record MemoryEstimate(
+    long ParameterBytes,
+    long GradientBytes,
+    long OptimizerBytes,
+    long ActivationBytes,
+    long AttentionBytes,
+    int BatchSize,
+    int SequenceLength)
+{
+    /// <summary>
+    /// Hidden-width vectors autograd keeps per token and layer: the norms' inputs and outputs, q, the rotary
+    /// intermediates, the attention output, the residuals, LoRA's dropped-out inputs. Calibrated on CPU runs of a small
+    /// model (docs/reliability.md): 16 counted by hand, 20 matches the measured peaks.
+    /// </summary>
+    internal const double HiddenVectorsPerToken = 20;
+
+    /// <summary>Key/value-width vectors kept per token and layer (k, v, and their rotated copies).</summary>
+    internal const double KeyValueVectorsPerToken = 4;
+
+    /// <summary>MLP-width vectors kept per token and layer: gate, up, silu(gate), and their product.</summary>
+    internal const double MlpVectorsPerToken = 4;
+
+    /// <summary>
+    /// Token × token matrices per example: the float attention mask and its broadcast copy. Attention runs through
+    /// the fused scaled_dot_product_attention kernel, which does not store the heads × tokens² scores for the
+    /// backward pass (the measured peaks confirm it), so no per-head, per-layer term is added.
+    /// </summary>
+    internal const double MaskMatricesPerExample = 2;
+
+    /// <summary>Gets the total: parameters, gradients, optimizer state, activations and attention masks.</summary>
+    public long TotalBytes => ParameterBytes + GradientBytes + OptimizerBytes + ActivationBytes + AttentionBytes;
+
+    /// <summary>Gets what training adds to a loaded model: everything but the parameters.</summary>
+    public long TrainingBytes => TotalBytes - ParameterBytes;
+
+    /// <summary>Estimates a run of a LLaMA model.</summary>
+    /// <param name="config">The model's configuration.</param>
+    /// <param name="parameterCount">Every parameter of the model, frozen and trainable.</param>
+    /// <param name="trainableCount">The trainable parameters.</param>
+    /// <param name="elementBytes">Bytes per element of the compute dtype (4 for float32, 2 for bfloat16 and float16).</param>
+    /// <param name="batchSize">Examples per micro-batch.</param>
+    /// <param name="sequenceLength">Tokens per example, soft-prompt tokens included.</param>
+    public static MemoryEstimate For(LlamaConfig config, long parameterCount, long trainableCount, int elementBytes, int batchSize, int sequenceLength)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        double tokens = (double)batchSize * sequenceLength;
+        double layers = config.NumHiddenLayers;
+        double keyValueWidth = (double)config.KeyValueHeadCount * config.HeadDimension;
+        var perToken = (HiddenVectorsPerToken * config.HiddenSize) + (KeyValueVectorsPerToken * keyValueWidth) + (MlpVectorsPerToken * config.IntermediateSize);
+        var activations = ((tokens * layers * perToken) + (tokens * config.HiddenSize * 4)) * elementBytes; // + embeddings, final norm, pooling
+        var attention = (double)batchSize * sequenceLength * sequenceLength * MaskMatricesPerExample * elementBytes;
+        return new MemoryEstimate(
+            parameterCount * elementBytes,
+            trainableCount * elementBytes,
+            2 * trainableCount * elementBytes,
+            Saturate(activations),
+            Saturate(attention),
+            batchSize,
+            sequenceLength);
+    }
+
+    /// <summary>Estimates a run of <paramref name="classifier"/> over <paramref name="model"/> (parameters counted once, from both).</summary>
+    internal static MemoryEstimate For(LlamaModel model, Methods.IClassifierModel classifier, int batchSize, int sequenceLength)
+    {
+        var all = new Dictionary<IntPtr, long>();
+        var elementBytes = 4;
+        foreach (var p in model.parameters())
+        {
+            all[p.Handle] = p.numel();
+            elementBytes = (int)p.ElementSize;
+        }
+
+        if (classifier is TorchSharp.torch.nn.Module module)
+        {
+            foreach (var p in module.parameters())
+            {
+                all[p.Handle] = p.numel();
+            }
+        }
+
+        long trainable = 0;
+        foreach (var (_, p) in classifier.TrainableParameters())
+        {
+            all[p.Handle] = p.numel();
+            trainable += p.numel();
+        }
+
+        return For(model.Config, all.Values.Sum(), trainable, elementBytes, batchSize, sequenceLength);
+    }
+
+    /// <summary>Formats a byte count as "1.23 GB" (powers of 1024, to match what the OS reports).</summary>
+    public static string FormatBytes(long bytes)
+    {
+        string[] units = ["B", "KB", "MB", "GB", "TB", "PB"];
+        double value = bytes;
+        var unit = 0;
+        while (value >= 1024 && unit < units.Length - 1)
+        {
+            value /= 1024;
+            unit++;
+        }
+
+        return unit == 0 ? $"{bytes} B" : value.ToString("0.##", CultureInfo.InvariantCulture) + " " + units[unit];
+    }
+
+    /// <inheritdoc/>
+    public override string ToString()
+        => $"about {FormatBytes(TotalBytes)}: parameters {FormatBytes(ParameterBytes)}, gradients {FormatBytes(GradientBytes)}, " +
+           $"AdamW state {FormatBytes(OptimizerBytes)}, activations {FormatBytes(ActivationBytes)} and attention masks " +
+           $"{FormatBytes(AttentionBytes)} for a batch of {BatchSize} × {SequenceLength} tokens";
+
+    private static long Saturate(double bytes) => bytes >= long.MaxValue ? long.MaxValue : (long)bytes;
+}
+
+/// <summary>Compares a <see cref="MemoryEstimate"/> with the memory the machine has free, before training starts.</summary>
+internal static class MemoryBudget
+{
+    /// <summary>Gets or sets a figure that replaces the measured available memory (tests only).</summary>
+    internal static long? AvailableBytesOverride { get; set; }
+
+    /// <summary>
+    /// Memory this process can still use, in bytes: the smaller of the GC's limit (physical memory or the container's
+    /// limit) and, on Linux, <c>MemAvailable</c> from /proc/meminfo. Null on CUDA devices, which this does not measure.
+    /// </summary>
+    public static long? AvailableBytes(Device device)
+    {
+        if (AvailableBytesOverride is { } given)
+        {
+            return given;
+        }
+
+        if (device.type != TorchSharp.DeviceType.CPU)
+        {
+            return null;
+        }
+
+        var available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        if (MemAvailable() is { } free)
+        {
+            available = available > 0 ? Math.Min(available, free) : free;
+        }
+
+        return available > 0 ? available : null;
+    }
+
+    /// <summary>
+    /// Warns through <paramref name="channel"/>, or throws, when the memory training adds to the loaded model exceeds
+    /// <paramref name="availableBytes"/> (the parameters are already loaded, so they are not counted against it).
+    /// </summary>
+    /// <returns>The message when the run would not fit, else null.</returns>
+    public static string? Check(MemoryEstimate estimate, long? availableBytes, MemoryCheck mode, IChannel? channel)
+    {
+        if (mode == MemoryCheck.Off || availableBytes is not { } available)
+        {
+            return null;
+        }
+
+        if (estimate.TrainingBytes <= available)
+        {
+            channel?.Info($"memory estimate {estimate}; {MemoryEstimate.FormatBytes(available)} available");
+            return null;
+        }
+
+        var message =
+            $"This run would need {MemoryEstimate.FormatBytes(estimate.TrainingBytes)} beyond the loaded model but only " +
+            $"{MemoryEstimate.FormatBytes(available)} is available. Estimate: {estimate}. Lower BatchSize (and raise " +
+            "GradientAccumulationSteps to keep the effective batch) or MaxSequenceLength, or set MemoryCheck to Off to train anyway.";
+        if (mode == MemoryCheck.Fail)
+        {
+            throw new InvalidOperationException(message);
+        }
+
+        channel?.Warning(message);
+        return message;
+    }
+
+    private static long? MemAvailable()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/meminfo"))
+            {
+                if (line.StartsWith("MemAvailable:", StringComparison.Ordinal))
+                {
+                    var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries); // "MemAvailable:", "123456", "kB"
+                    return parts.Length >= 2 && long.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var kb) ? kb * 1024 : null;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // No /proc: fall back to the GC's figure.
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // As above.
+        }
+
+        return null;
+    }
+}
