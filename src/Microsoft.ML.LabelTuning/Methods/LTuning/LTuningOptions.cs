@@ -42,12 +42,14 @@ public sealed class LTuningOptions : LabelTuningOptions
     public LabelPlacement LabelPlacement { get; set; } = LabelPlacement.Before;
 
     /// <summary>
-    /// Pooling of the final hidden states that the true/false head reads. <see cref="Methods.Pooling.Last"/> (the
-    /// paper's) takes the last text token, or with <see cref="LTuning.LabelPlacement.After"/> the last label token;
-    /// <see cref="Methods.Pooling.Mean"/> averages the text's tokens (After: the label tokens), so every token's reaction to the label
-    /// reaches the head, which helps small or shallow models. Default <see cref="Methods.Pooling.Last"/>.
+    /// Pooling of the final hidden states that the true/false head reads. <see cref="Methods.Pooling.Mean"/> averages
+    /// the text's tokens (with <see cref="LTuning.LabelPlacement.After"/>: the label's tokens), so every token's
+    /// reaction to the label reaches the head. <see cref="Methods.Pooling.Last"/> is the paper's choice (the last
+    /// text token, or the last label token); on our small frozen models it does not learn even a toy task, because the
+    /// last token's state barely depends on the label (or, after the text, on the text). Default
+    /// <see cref="Methods.Pooling.Mean"/>.
     /// </summary>
-    public Pooling Pooling { get; set; } = Pooling.Last;
+    public Pooling Pooling { get; set; } = Pooling.Mean;
 
     internal override void Validate()
     {

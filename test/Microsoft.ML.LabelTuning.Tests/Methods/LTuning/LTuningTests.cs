@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.LTuning;
 using Microsoft.ML.LabelTuning.Transformers;
 using TorchSharp;
@@ -95,6 +96,29 @@ public sealed class LTuningTests
         var test = labels.Transform(ml.Data.LoadFromEnumerable(rows.Skip(1600).Take(300)));
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
         Assert.IsTrue(metrics.MicroAccuracy >= 0.6, $"{variant}/{placement}: accuracy {metrics.MicroAccuracy:P1} (chance 50%)");
+    }
+
+    /// <summary>
+    /// On a frozen random tiny model only mean pooling learns: the last token's state hardly depends on the label
+    /// (prefix, prompt before) or on the text (prompt after), measured 23–57% with last pooling and 31–65% for the
+    /// prompt before the text, after 24 epochs. Those rows are therefore not asserted here.
+    /// </summary>
+    [TestMethod]
+    [DataRow("prefix", LabelPlacement.Before, Pooling.Mean)]
+    [DataRow("prompt", LabelPlacement.After, Pooling.Mean)]
+    public void LearnsAToyTask(string variant, LabelPlacement placement, Pooling pooling)
+    {
+        var (ml, train, test) = Views(train: 150);
+        var options = Options(placement);
+        options.Pooling = pooling;
+        options.Epochs = 24;
+        var trainer = variant == "prefix"
+            ? ml.MulticlassClassification.Trainers.LTuningPrefix(options)
+            : ml.MulticlassClassification.Trainers.LTuningPrompt(options);
+        using var model = trainer.Fit(train);
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        Console.WriteLine($"TOY {variant}/{placement}/{pooling}: {metrics.MicroAccuracy:P1}");
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"{variant}/{placement}/{pooling}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
     }
 
     [TestMethod]
