@@ -86,6 +86,13 @@ public abstract class LabelTuningOptions
     /// <summary>Compute dtype: "float32" (default), "bfloat16" or "float16". Low precision is meant for CUDA; on CPU bf16 is correct but very slow.</summary>
     public string Dtype { get; set; } = "float32";
 
+    /// <summary>
+    /// Optional text put before every input (training and scoring alike) and saved with the model, e.g. an instruction
+    /// such as "Classify the sentiment of this review:". Its tokens follow BOS and are never truncated in favour of the
+    /// text. Sequence classification only. Default null (no prefix). GPTA's assistant writes this.
+    /// </summary>
+    public string? TextPrefix { get; set; }
+
     internal virtual void Validate()
     {
         if (string.IsNullOrWhiteSpace(ModelPath))
@@ -130,6 +137,14 @@ public abstract class LabelTuningOptions
     /// <c>adapter.lora_embedding_</c>); null when every parameter trains at <see cref="LearningRate"/>.
     /// </summary>
     internal virtual IReadOnlyDictionary<string, double>? LearningRateScales() => null;
+
+    /// <summary>A shallow copy with <see cref="TextPrefix"/> replaced, so a caller can vary the prefix without writing into the user's options.</summary>
+    internal LabelTuningOptions WithTextPrefix(string? prefix)
+    {
+        var copy = (LabelTuningOptions)MemberwiseClone();
+        copy.TextPrefix = prefix;
+        return copy;
+    }
 
     private protected static void Require(bool condition, string name, object value, string rule)
     {
