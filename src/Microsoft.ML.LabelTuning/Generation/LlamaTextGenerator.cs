@@ -39,8 +39,11 @@ internal sealed class GenerationOutcome
     /// <summary>Gets or sets the generated text, stops removed.</summary>
     public string Text { get; set; } = string.Empty;
 
-    /// <summary>Gets or sets the number of tokens generated.</summary>
+    /// <summary>Gets or sets the number of tokens generated (a final stop token included).</summary>
     public int GeneratedTokens { get; set; }
+
+    /// <summary>Gets the ids of the generated text (stop tokens excluded).</summary>
+    public List<int> GeneratedIds { get; } = [];
 
     /// <summary>Gets or sets the number of prompt tokens fed to the model.</summary>
     public int PromptTokens { get; set; }
@@ -96,7 +99,7 @@ internal sealed class LlamaTextGenerator
 
         var random = new Random(unchecked((int)settings.Seed));
         var seen = new HashSet<int>(input);
-        var generated = new List<int>();
+        var generated = outcome.GeneratedIds;
         var holdBack = Math.Max(0, settings.StopSequences.Count == 0 ? 0 : settings.StopSequences.Max(s => s.Length) - 1);
         var emitted = 0;
         var text = string.Empty;
