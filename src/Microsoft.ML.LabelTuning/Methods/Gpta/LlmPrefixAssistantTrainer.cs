@@ -68,6 +68,10 @@ public abstract class LlmPrefixAssistantTrainerBase<TTransformer> : IEstimator<T
         var assistant = new LlmPrefixAssistant(_chatClient, _options, classNames, guard, transcript);
         var inputs = validRows.Select(r => r.Input).ToList();
         var truth = validRows.Select(r => r.Label).ToList();
+        using var linked = shared.CancellationToken.CanBeCanceled && _options.CancellationToken.CanBeCanceled
+            ? CancellationTokenSource.CreateLinkedTokenSource(shared.CancellationToken, _options.CancellationToken)
+            : null;
+        var token = linked?.Token ?? (shared.CancellationToken.CanBeCanceled ? shared.CancellationToken : _options.CancellationToken);
 
         (TTransformer Model, PrefixEvaluation Evaluation) TrainAndEvaluate(string? prefix)
         {
@@ -76,7 +80,7 @@ public abstract class LlmPrefixAssistantTrainerBase<TTransformer> : IEstimator<T
                 var copy = o.WithTextPrefix(prefix);
                 copy.Epochs = _options.CandidateEpochs ?? o.Epochs;
                 copy.CheckpointFolder = null; // candidates differ only in prefix: never resume one from another's checkpoint
-                copy.CancellationToken = Linked(o.CancellationToken);
+                copy.CancellationToken = token;
                 return copy;
             });
             try
@@ -93,7 +97,9 @@ public abstract class LlmPrefixAssistantTrainerBase<TTransformer> : IEstimator<T
         var (bestModel, result) = PrefixSearch.Run<TTransformer>(assistant, _options, shared.TextPrefix, TrainAndEvaluate, transcript);
         LastSearch = result;
         channel.Info($"GPTA: best prefix {(result.BestPrefix is null ? "(none)" : $"\"{result.BestPrefix}\"")} scored {result.BestScore:F4} of {result.Candidates.Count} candidate(s)");
-        if (!_options.RetrainBest && bestModel is not null)
+        // Retraining is only needed when the candidates trained for fewer epochs than the inner trainer asks for.
+        var briefer = _options.CandidateEpochs is { } candidateEpochs && candidateEpochs != shared.Epochs;
+        if (bestModel is not null && (!_options.RetrainBest || !briefer))
         {
             return bestModel;
         }
@@ -102,18 +108,13 @@ public abstract class LlmPrefixAssistantTrainerBase<TTransformer> : IEstimator<T
         return _inner.FitWith(input, o =>
         {
             var copy = o.WithTextPrefix(result.BestPrefix);
-            copy.CancellationToken = Linked(o.CancellationToken);
+            copy.CancellationToken = token;
             return copy;
         });
     }
 
     /// <inheritdoc/>
     public SchemaShape GetOutputSchema(SchemaShape inputSchema) => _inner.GetOutputSchema(inputSchema);
-
-    private CancellationToken Linked(CancellationToken inner)
-        => !inner.CanBeCanceled ? _options.CancellationToken
-            : !_options.CancellationToken.CanBeCanceled ? inner
-            : CancellationTokenSource.CreateLinkedTokenSource(inner, _options.CancellationToken).Token;
 
     private List<(TextInput Input, int Label)> ReadLabeled(IDataView data, LabelTuningOptions shared)
         => Kind == LabelKind.Key
