@@ -4,22 +4,28 @@ using Microsoft.ML.LabelTuning.Training;
 namespace Microsoft.ML.LabelTuning.Data;
 
 /// <summary>
-/// Turns texts into token ids for classification: BOS + text (+ EOS + second text) + EOS (each special token
-/// where the tokenizer defines it), cut to the maximum
-/// length by the truncation rule. Null and empty texts encode to the special tokens alone and are still scored.
+/// Turns texts into token ids for classification: BOS + prefix + text (+ EOS + second text) + EOS (each special token
+/// where the tokenizer defines it; the prefix only when one is set), cut to the maximum
+/// length by the truncation rule. The prefix is kept whole and the texts share what is left of the budget. Null and empty texts encode to the special tokens alone and are still scored.
 /// </summary>
 internal sealed class TextEncoder
 {
     private readonly LlamaTextTokenizer _tokenizer;
     private readonly int _maxLength;
     private readonly Truncation _truncation;
+    private readonly IReadOnlyList<int> _prefix;
 
-    public TextEncoder(LlamaTextTokenizer tokenizer, int maxLength, Truncation truncation)
+    public TextEncoder(LlamaTextTokenizer tokenizer, int maxLength, Truncation truncation, string? prefix = null)
     {
         _tokenizer = tokenizer;
         _maxLength = maxLength;
         _truncation = truncation;
+        Prefix = string.IsNullOrEmpty(prefix) ? null : prefix;
+        _prefix = Prefix is null ? [] : tokenizer.Encode(Prefix, addSpecialTokens: false);
     }
+
+    /// <summary>Gets the text put before every input, or null.</summary>
+    public string? Prefix { get; }
 
     /// <summary>Gets the tokenizer.</summary>
     public LlamaTextTokenizer Tokenizer => _tokenizer;
@@ -35,8 +41,10 @@ internal sealed class TextEncoder
         var bos = _tokenizer.BosId;
         var eos = _tokenizer.EosId;
         var specials = (bos is null ? 0 : 1) + (eos is null ? 0 : second is null ? 1 : 2);
-        var budget = Math.Max(0, _maxLength - specials);
-        truncated = first.Count + (second?.Count ?? 0) > budget;
+        // The prefix keeps its tokens (cut only when it alone overflows the budget); the texts share the rest.
+        var prefix = _prefix.Count <= Math.Max(0, _maxLength - specials) ? _prefix : _prefix.Take(Math.Max(0, _maxLength - specials)).ToArray();
+        var budget = Math.Max(0, _maxLength - specials - prefix.Count);
+        truncated = first.Count + (second?.Count ?? 0) > budget || prefix.Count < _prefix.Count;
 
         IReadOnlyList<int> a = first;
         IReadOnlyList<int> b = second ?? [];
@@ -61,12 +69,13 @@ internal sealed class TextEncoder
             b = Cut(b, keepB);
         }
 
-        var ids = new List<int>(a.Count + b.Count + specials);
+        var ids = new List<int>(prefix.Count + a.Count + b.Count + specials);
         if (bos is { } b0)
         {
             ids.Add(b0);
         }
 
+        ids.AddRange(prefix);
         ids.AddRange(a);
         if (second is not null)
         {

@@ -31,8 +31,24 @@ public abstract class LabelTuningTrainerBase<TTransformer> : IEstimator<TTransfo
     {
         ArgumentNullException.ThrowIfNull(input);
         var (method, settings) = Describe();
-        return Train(input, method, settings);
+        return Train(input, method, settings, Options);
     }
+
+    /// <summary>
+    /// Trains as <see cref="Fit"/> does, with the shared options replaced by <paramref name="change"/>'s copy (GPTA
+    /// varies the text prefix and the epochs). The method's own settings stay those of this trainer.
+    /// </summary>
+    internal TTransformer FitWith(IDataView input, Func<LabelTuningOptions, LabelTuningOptions> change)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var options = change(Options);
+        options.Validate();
+        var (method, settings) = Describe();
+        return Train(input, method, settings, options);
+    }
+
+    /// <summary>Gets the shared options this trainer was built with (read only: never written).</summary>
+    internal LabelTuningOptions SharedOptions => Options;
 
     /// <inheritdoc/>
     public abstract SchemaShape GetOutputSchema(SchemaShape inputSchema);
@@ -40,7 +56,7 @@ public abstract class LabelTuningTrainerBase<TTransformer> : IEstimator<TTransfo
     /// <summary>The method and the settings a saved model rebuilds it from.</summary>
     private protected abstract (TuningMethod Method, JsonElement Settings) Describe();
 
-    private protected abstract TTransformer Train(IDataView input, TuningMethod method, JsonElement settings);
+    private protected abstract TTransformer Train(IDataView input, TuningMethod method, JsonElement settings, LabelTuningOptions options);
 
     /// <summary>A method's last word on the trained model before it is wrapped (prefix tuning folds its MLP here).</summary>
     private protected virtual ClassifierRuntime AfterTraining(ClassifierRuntime runtime) => runtime;
@@ -57,8 +73,8 @@ public abstract class MulticlassLabelTuningTrainer : LabelTuningTrainerBase<Labe
     /// <inheritdoc/>
     public override SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, Options);
 
-    private protected override LabelTuningMulticlassTransformer Train(IDataView input, TuningMethod method, JsonElement settings)
-        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, Options, method, settings, input, LabelKind.Key)));
+    private protected override LabelTuningMulticlassTransformer Train(IDataView input, TuningMethod method, JsonElement settings, LabelTuningOptions options)
+        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Key)));
 }
 
 /// <summary>A binary label-tuning trainer: Boolean label in; Score, Probability and PredictedLabel out.</summary>
@@ -72,6 +88,6 @@ public abstract class BinaryLabelTuningTrainer : LabelTuningTrainerBase<LabelTun
     /// <inheritdoc/>
     public override SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, Options);
 
-    private protected override LabelTuningBinaryTransformer Train(IDataView input, TuningMethod method, JsonElement settings)
-        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, Options, method, settings, input, LabelKind.Boolean)));
+    private protected override LabelTuningBinaryTransformer Train(IDataView input, TuningMethod method, JsonElement settings, LabelTuningOptions options)
+        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Boolean)));
 }

@@ -96,6 +96,13 @@ public abstract class LabelTuningOptions
     /// </summary>
     public MemoryCheck MemoryCheck { get; set; } = MemoryCheck.Warn;
 
+    /// <summary>
+    /// Optional text put before every input (training and scoring alike) and saved with the model, e.g. an instruction
+    /// such as "Classify the sentiment of this review:". Its tokens follow BOS and are never truncated in favour of the
+    /// text. Sequence classification only. Default null (no prefix). GPTA's assistant writes this.
+    /// </summary>
+    public string? TextPrefix { get; set; }
+
     internal virtual void Validate()
     {
         if (string.IsNullOrWhiteSpace(ModelPath))
@@ -140,6 +147,14 @@ public abstract class LabelTuningOptions
     /// <c>adapter.lora_embedding_</c>); null when every parameter trains at <see cref="LearningRate"/>.
     /// </summary>
     internal virtual IReadOnlyDictionary<string, double>? LearningRateScales() => null;
+
+    /// <summary>A shallow copy with <see cref="TextPrefix"/> replaced, so a caller can vary the prefix without writing into the user's options.</summary>
+    internal LabelTuningOptions WithTextPrefix(string? prefix)
+    {
+        var copy = (LabelTuningOptions)MemberwiseClone();
+        copy.TextPrefix = prefix;
+        return copy;
+    }
 
     private protected static void Require(bool condition, string name, object value, string rule)
     {

@@ -109,7 +109,7 @@ internal static class ClassifierFactory
         var dtype = DeviceSelection.ParseDtype(options.Dtype);
         var seed = options.Seed ?? internalEnv?.Seed ?? 0;
         var (model, tokenizer) = LoadBase(options.ModelPath, device, dtype);
-        var encoder = new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation);
+        var encoder = new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation, options.TextPrefix);
 
         var train = Encode(rows, encoder, channel, "training", out var missing);
         if (missing > 0)
@@ -151,6 +151,11 @@ internal static class ClassifierFactory
         using var channel = host.Start("Training");
         ColumnReader.RequireTextColumn(data.Schema, options.TextColumnName, "text");
         var classes = ColumnReader.RequireKeyVectorLabel(data.Schema, options.LabelColumnName);
+        if (!string.IsNullOrEmpty(options.TextPrefix))
+        {
+            throw new ArgumentException("TextPrefix is for sequence classification; token classification labels every word of the text and takes no prefix.", nameof(options));
+        }
+
         var rows = ColumnReader.ReadWordLabeled(data, options.TextColumnName, options.LabelColumnName);
         if (options.ClassWeights is not null && options.ClassWeights.Length != classes.Count)
         {
@@ -219,8 +224,9 @@ internal static class ClassifierFactory
             method, settings, classes.Names.ToArray(), options.TextColumnName, tokenLevel ? null : options.SecondTextColumnName, options.MaxSequenceLength,
             options.Truncation, options.BatchSize, tokenLevel, Path.GetFullPath(options.ModelPath), baseSha, options.EmbedBaseModel,
             options.EmbedBaseModel ? BaseModelReference.EmbeddableFiles(options.ModelPath).Select(f => Path.GetFileName(f)).ToArray() : [],
-            options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null);
-        return new ClassifierRuntime(classifier, new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation), device, description)
+            options.Dtype, options.ScoreColumnName, options.PredictedLabelColumnName, classes.KeyValues is not null,
+            tokenLevel || string.IsNullOrEmpty(options.TextPrefix) ? null : options.TextPrefix);
+        return new ClassifierRuntime(classifier, new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation, description.TextPrefix), device, description)
         {
             KeyValues = classes.KeyValues,
             LastTraining = summary,

@@ -26,7 +26,8 @@ internal sealed record ClassifierDescription(
     string Dtype,
     string ScoreColumn,
     string PredictedLabelColumn,
-    bool ClassNamesAreKeyValues);
+    bool ClassNamesAreKeyValues,
+    string? TextPrefix = null);
 
 /// <summary>
 /// A trained classifier ready to score: the decoder with its adapter and head, the text encoder, and the device.

@@ -31,6 +31,9 @@ public abstract class LabelTuningTransformerBase : ITransformer, IDisposable
     /// <summary>Gets the base model folder this model was trained on.</summary>
     public string BaseModelPath => _runtime.Description.BaseModelPath;
 
+    /// <summary>Gets the text put before every input (chosen by GPTA or set in the options), or null.</summary>
+    public string? TextPrefix => _runtime.Description.TextPrefix;
+
     bool ITransformer.IsRowToRowMapper => true;
 
     internal IHost Host { get; }

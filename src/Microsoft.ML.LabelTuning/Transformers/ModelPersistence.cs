@@ -104,7 +104,7 @@ internal static class ModelPersistence
             }
         }
 
-        var encoder = new TextEncoder(tokenizer, description.MaxSequenceLength, description.Truncation);
+        var encoder = new TextEncoder(tokenizer, description.MaxSequenceLength, description.Truncation, description.TextPrefix);
         VBuffer<ReadOnlyMemory<char>>? keyValues = description.ClassNamesAreKeyValues
             ? new VBuffer<ReadOnlyMemory<char>>(description.ClassNames.Length, description.ClassNames.Select(c => c.AsMemory()).ToArray())
             : null;
