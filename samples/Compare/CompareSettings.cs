@@ -2,7 +2,13 @@ using LabelTuning.Samples;
 
 namespace Compare;
 
-/// <summary>The comparison's command line. Quick mode subsamples and trains one epoch; full mode is sized for about 30 CPU-minutes on 2 cores.</summary>
+/// <summary>
+/// The comparison's command line. Quick mode subsamples and trains one epoch. Full mode is sized for about 30 minutes on
+/// 2 cores (an estimate, not a measurement): its 18 fits read about 5M padded tokens (IMDB and spam 1,000 rows × 2
+/// epochs × 128 tokens, Austen 600 rows of about 90, L-Tuning's true and false pairs counted twice), which is 9 minutes
+/// at the 9.4k tokens/s docs/performance.md measured for LS-LLaMA on an almost idle machine; the prompt methods' extra
+/// tokens, L-Tuning's K passes per scored text and a shared machine take the rest.
+/// </summary>
 internal sealed class CompareSettings
 {
     public const string Usage = """
@@ -13,8 +19,8 @@ internal sealed class CompareSettings
           --out DIR          where results.md, results.png and results.json go (default: docs)
           --datasets LIST    comma-separated, from imdb,spam,austen (default: all)
           --methods LIST     comma-separated, from ls-llama,prompt,dept,prefix,ltuning-prefix,ltuning-prompt,sdca (default: all)
-          --train-size N     balanced training rows per data set (default: quick 200; full 600)
-          --test-size N      balanced test rows per data set (default: quick 100; full 300)
+          --train-size N     balanced training rows per data set (default: quick 200; full 1000, which is all 600 of austen)
+          --test-size N      balanced test rows per data set (default: quick 100; full 500, which is all 300 of austen)
           --epochs N         passes over the training rows (default: quick 1; full 2)
           --max-length N     tokens per text, BOS and EOS included (default: quick 64; full 128)
           --batch N          texts per step (default: quick 8; full 16)
@@ -51,9 +57,11 @@ internal sealed class CompareSettings
 
     public int Seed { get; private init; }
 
-    public int TrainSize(Dataset dataset) => TrainRows ?? (Quick ? 200 : 600);
+    /// <summary>Balanced training rows to take (a data set with fewer gives all it has).</summary>
+    public int TrainSize => TrainRows ?? (Quick ? 200 : 1000);
 
-    public int TestSize(Dataset dataset) => TestRows ?? (Quick ? 100 : 300);
+    /// <summary>Balanced test rows to take (a data set with fewer gives all it has).</summary>
+    public int TestSize => TestRows ?? (Quick ? 100 : 500);
 
     public static CompareSettings Parse(string[] args)
     {

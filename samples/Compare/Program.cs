@@ -55,8 +55,8 @@ var runs = new List<DatasetRun>();
 foreach (var dataset in datasets)
 {
     var ml = new MLContext(seed: settings.Seed);
-    var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "train.tsv")), settings.TrainSize(dataset));
-    var testRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "test.tsv")), settings.TestSize(dataset));
+    var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "train.tsv")), settings.TrainSize);
+    var testRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "test.tsv")), settings.TestSize);
     var plan = new RunPlan(ml, modelPath, trainRows, testRows, dataset, settings);
     AnsiConsole.Write(new Rule(Markup.Escape($"{dataset.Name}: {trainRows.Count} training rows ({TextData.Describe(trainRows)}), {testRows.Count} test rows")).LeftJustified());
     var results = new List<MethodResult>();
