@@ -25,6 +25,7 @@ internal sealed class CompareSettings
           --max-length N     tokens per text, BOS and EOS included (default: quick 64; full 128)
           --batch N          texts per step (default: quick 8; full 16)
           --seed N           seed (default 0)
+          --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote
         """;
 
     public static readonly string[] AllDatasets = ["imdb", "spam", "austen"];
@@ -57,6 +58,20 @@ internal sealed class CompareSettings
 
     public int Seed { get; private init; }
 
+    public string? FromJson { get; private init; }
+
+    /// <summary>Settings that describe an earlier run, read back from its results.json.</summary>
+    public static CompareSettings ForReport(bool quick, int epochs, int batch, int maxLength, int seed, string[] datasets, string[] methods) => new()
+    {
+        Quick = quick,
+        Epochs = epochs,
+        BatchSize = batch,
+        MaxLength = maxLength,
+        Seed = seed,
+        DatasetNames = datasets,
+        MethodNames = methods,
+    };
+
     /// <summary>Balanced training rows to take (a data set with fewer gives all it has).</summary>
     public int TrainSize => TrainRows ?? (Quick ? 200 : 1000);
 
@@ -66,7 +81,7 @@ internal sealed class CompareSettings
     public static CompareSettings Parse(string[] args)
     {
         var cli = SampleArgs.Parse(args,
-            ["--model", "--data", "--out", "--datasets", "--methods", "--train-size", "--test-size", "--epochs", "--max-length", "--batch", "--seed"], ["--quick"]);
+            ["--model", "--data", "--out", "--datasets", "--methods", "--train-size", "--test-size", "--epochs", "--max-length", "--batch", "--seed", "--from-json"], ["--quick"]);
         if (cli.Free.Count > 0)
         {
             throw new ArgumentException($"Unexpected argument '{cli.Free[0]}'.");
@@ -88,6 +103,7 @@ internal sealed class CompareSettings
             MaxLength = cli.Int("--max-length", quick ? 64 : 128, minimum: 8),
             BatchSize = cli.Int("--batch", quick ? 8 : 16, minimum: 1),
             Seed = cli.Int("--seed", 0),
+            FromJson = cli.String("--from-json"),
         };
     }
 

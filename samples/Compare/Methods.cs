@@ -143,7 +143,7 @@ internal static class Methods
                 LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
                 LearningRate = 1e-3,
             }, progress))),
-        new("sdca", "ML.NET SDCA", "FeaturizeText (word 1-2-grams and character 3-grams, L2-normalised) + SdcaMaximumEntropy, 1 thread", Classical),
+        new("sdca", "ML.NET SDCA", "FeaturizeText (word and character n-grams) + SdcaMaximumEntropy, 1 thread", Classical),
     ];
 
     private static Method Tuned(string id, string name, string settings, Func<RunPlan, IProgress<TrainingProgress>, MulticlassLabelTuningTrainer> trainer)

@@ -32,6 +32,16 @@ if (settings.Help)
 
 var total = Stopwatch.StartNew();
 var root = RepoPaths.FindRoot();
+if (settings.FromJson is { } json)
+{
+    var folder = Path.GetFullPath(settings.OutPath ?? Path.GetDirectoryName(Path.GetFullPath(json))!);
+    var earlier = ResultsReport.FromJson(json);
+    earlier.WriteChart(Path.Combine(folder, "results.png"));
+    earlier.WriteMarkdown(Path.Combine(folder, "results.md"), "results.png");
+    Console.WriteLine($"Rewrote results.md and results.png in {folder} from {json}.");
+    return 0;
+}
+
 var modelPath = Path.GetFullPath(settings.ModelPath ?? Path.Combine(root ?? ".", "models", "labeltuning-default"));
 var dataRoot = Path.GetFullPath(settings.DataRoot ?? Path.Combine(root ?? ".", "data"));
 var outPath = Path.GetFullPath(settings.OutPath ?? Path.Combine(root ?? ".", "docs"));
@@ -73,7 +83,7 @@ foreach (var dataset in datasets)
     AnsiConsole.WriteLine();
 }
 
-var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs);
+var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs, DateTime.UtcNow);
 var markdown = Path.Combine(outPath, "results.md");
 var chart = Path.Combine(outPath, "results.png");
 report.WriteChart(chart);

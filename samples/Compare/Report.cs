@@ -34,7 +34,7 @@ internal static class MachineInfo
 }
 
 /// <summary>Writes the comparison as Markdown, JSON and a bar chart.</summary>
-internal sealed class ResultsReport(CompareSettings settings, string machine, string loadBefore, string loadAfter, string model, TimeSpan elapsed, IReadOnlyList<DatasetRun> runs)
+internal sealed class ResultsReport(CompareSettings settings, string machine, string loadBefore, string loadAfter, string model, TimeSpan elapsed, IReadOnlyList<DatasetRun> runs, DateTime written)
 {
     private static readonly Dictionary<string, double> _chance = new() { ["imdb"] = 0.5, ["spam"] = 0.5, ["austen"] = 1.0 / 6 };
 
@@ -44,7 +44,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         var mode = settings.Quick ? "quick" : "full";
         md.AppendLine("# Results: every method on every data set");
         md.AppendLine();
-        md.AppendLine($"Written by `samples/Compare` ({mode} mode) on {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC. Rerun with");
+        md.AppendLine($"Written by `samples/Compare` ({mode} mode) on {written:yyyy-MM-dd HH:mm} UTC. Rerun with");
         md.AppendLine($"`dotnet run --project samples/Compare -c Release{(settings.Quick ? " -- --quick" : string.Empty)}`; `--model <folder>` runs the same comparison on another base model.");
         md.AppendLine();
         if (settings.Quick)
@@ -58,7 +58,8 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine("## Setup");
         md.AppendLine();
         md.AppendLine($"- **Machine:** {machine}. Load average {loadBefore} at the start and {loadAfter} at the end (1, 5, 15 min):");
-        md.AppendLine("  other jobs shared the cores, so the times and rows/s are upper bounds on what an idle machine takes.");
+        md.AppendLine("  a load above the core count means other jobs shared the cores, so the times are longer, and the rows/s lower, than on an idle");
+        md.AppendLine("  machine. Compare times within one table, not across runs.");
         md.AppendLine($"- **Base model:** `{model}`, frozen except for each method's trained parameters.");
         md.AppendLine($"- **Sizes:** {string.Join("; ", runs.Select(r => $"{r.Dataset.Name} {r.TrainRows} training rows and {r.TestRows} test rows"))}, balanced across labels, taken in file order from the committed splits in `data/`.");
         md.AppendLine($"- **Training:** {settings.Epochs} epoch(s), batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay.");
@@ -107,9 +108,12 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine("## Reading these numbers");
         md.AppendLine();
         md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 5M tokens");
-        md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet, which hurts the methods that keep");
-        md.AppendLine("  it frozen (prompt tuning, DePT, prefix tuning and both L-Tuning variants) far more than LS-LLaMA, whose LoRA adapts every layer.");
-        md.AppendLine("- The classical pipeline reads whole texts; the LLaMA methods read only the first tokens. TF-IDF n-grams are strong on these");
+        md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet. The methods that keep it frozen");
+        md.AppendLine("  (prompt tuning, DePT, prefix tuning and both L-Tuning variants) can use only what those states already hold; LS-LLaMA's LoRA");
+        md.AppendLine("  can change every layer, but it too needs more than a few dozen optimizer steps.");
+        md.AppendLine("- L-Tuning learns poorly on this model (often at chance in our runs); the cause is being investigated, so read its rows as");
+        md.AppendLine("  this implementation on this model, not as the method's ceiling.");
+        md.AppendLine("- The classical pipeline reads whole texts; the LLaMA methods read only the first tokens. Word and character n-grams are strong on these");
         md.AppendLine("  word-driven tasks (spam words, sentiment words, character names in Austen), so where a row says the baseline wins, it does.");
         md.AppendLine("- L-Tuning scores each text against every label (K passes per text, or one batch of B·K rows), so its scoring rows/s fall");
         md.AppendLine("  with the number of classes; its training pairs each text with one false label, which doubles the work per row.");
@@ -127,7 +131,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             YLabel = "accuracy",
             ValueFormat = "P0",
             YMin = 0,
-            YMax = 1,
+            YMax = 1.25, // head room: the legend sits in the top right corner
             Width = 1100,
         };
         foreach (var run in runs)
@@ -143,6 +147,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         var json = JsonSerializer.Serialize(new
         {
             mode = settings.Quick ? "quick" : "full",
+            written_utc = written,
             machine,
             load_average_start = loadBefore,
             load_average_end = loadAfter,
@@ -170,6 +175,39 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             }),
         }, new JsonSerializerOptions { WriteIndented = true });
         File.WriteAllText(path, json);
+    }
+
+    /// <summary>Rebuilds a report from the results.json an earlier run wrote (to re-render results.md and the chart).</summary>
+    public static ResultsReport FromJson(string path)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        var root = document.RootElement;
+        var settings = CompareSettings.ForReport(
+            root.GetProperty("mode").GetString() == "quick",
+            root.GetProperty("epochs").GetInt32(),
+            root.GetProperty("batch").GetInt32(),
+            root.GetProperty("max_length").GetInt32(),
+            root.GetProperty("seed").GetInt32(),
+            root.GetProperty("datasets").EnumerateArray().Select(d => d.GetProperty("name").GetString()!).ToArray(),
+            root.GetProperty("datasets").EnumerateArray().SelectMany(d => d.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("method").GetString()!))
+                .Distinct().Select(name => Methods.All.Single(m => m.Name == name).Id).ToArray());
+        var runs = root.GetProperty("datasets").EnumerateArray().Select(d => new DatasetRun(
+            Datasets.All.Single(x => x.Name == d.GetProperty("name").GetString()),
+            d.GetProperty("train_rows").GetInt32(),
+            d.GetProperty("test_rows").GetInt32(),
+            d.GetProperty("results").EnumerateArray().Select(r => new MethodResult(
+                r.GetProperty("method").GetString()!,
+                Number(r, "accuracy"),
+                Number(r, "macro_f1"),
+                Number(r, "train_seconds"),
+                r.GetProperty("trainable_parameters").GetInt64(),
+                Number(r, "scoring_rows_per_s"),
+                r.GetProperty("error").GetString())).ToList())).ToList();
+        return new ResultsReport(settings, root.GetProperty("machine").GetString()!, root.GetProperty("load_average_start").GetString()!,
+            root.GetProperty("load_average_end").GetString()!, root.GetProperty("model").GetString()!, TimeSpan.FromMinutes(root.GetProperty("minutes").GetDouble()), runs,
+            root.TryGetProperty("written_utc", out var written) ? written.GetDateTime() : File.GetLastWriteTimeUtc(path));
+
+        static double Number(JsonElement e, string name) => e.GetProperty(name).ValueKind == JsonValueKind.Number ? e.GetProperty(name).GetDouble() : double.NaN;
     }
 
     /// <summary>One honest sentence per data set: does the best LLaMA method beat the classical baseline?</summary>
