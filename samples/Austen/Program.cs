@@ -202,7 +202,7 @@ foreach (var r in results)
 AnsiConsole.Write(table);
 AnsiConsole.MarkupLine(Markup.Escape(
     $"Chance is {1.0 / titles.Length:P1}. L-Tuning and prompt tuning keep the base model frozen, so they can only use what its hidden states already " +
-    "say about a passage; on the small embedded model that is little, and character names (which TF-IDF n-grams pick up at once) make this " +
+    "say about a passage; on the small embedded model that is little, and character names (which word and character n-grams pick up at once) make this " +
     "task easy for the classical pipeline. Expect it to win here; try --model with a real pretrained LLaMA."));
 AnsiConsole.MarkupLine($"Total time {total.Elapsed.TotalMinutes:F1} min.");
 return 0;

@@ -234,7 +234,7 @@ internal sealed record BinaryResult(string Name, CalibratedBinaryClassificationM
         AnsiConsole.Write(table);
         AnsiConsole.MarkupLine(Markup.Escape(
             $"LS-LLaMA reads the first {maxLength} tokens of each message; the baseline reads whole messages (up to 2,000 characters). " +
-            "Spam is largely a matter of words, which TF-IDF n-grams capture well, so expect the classical pipeline to be hard to beat " +
+            "Spam is largely a matter of words, which word and character n-grams capture well, so expect the classical pipeline to be hard to beat " +
             "with the small embedded model; pass --model <Hugging Face folder> for a real one."));
         AnsiConsole.WriteLine();
     }

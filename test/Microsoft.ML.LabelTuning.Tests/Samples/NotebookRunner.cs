@@ -113,7 +113,7 @@ internal static partial class NotebookRunner
                     throw new InvalidOperationException(
                         $"Notebook '{Path.GetFileName(path)}' cell {cell.Index} does not compile:\n{string.Join("\n", e.Diagnostics.Take(10))}", e);
                 }
-                catch (Exception e) when (e is not InvalidOperationException { Data.Count: > 0 })
+                catch (Exception e)
                 {
                     throw new InvalidOperationException($"Notebook '{Path.GetFileName(path)}' cell {cell.Index} threw {e.GetType().Name}: {e.Message}", e);
                 }
