@@ -28,7 +28,7 @@ const string usage = """
       --lr X             peak learning rate (default 1e-3)
       --lora-rank N      LoRA rank on every linear layer (default 16)
       --seed N           seed (default 0)
-      --quick            400 training and 100 test sentences, 2 epochs (a few minutes)
+      --quick            400 training and 100 test sentences, 2 epochs (about a minute)
     """;
 
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
