@@ -3,11 +3,12 @@ using LabelTuning.Samples;
 namespace Compare;
 
 /// <summary>
-/// The comparison's command line. Quick mode subsamples and trains one epoch. Full mode is sized for about 30 minutes on
-/// 2 cores (an estimate, not a measurement): its 18 fits read about 5M padded tokens (IMDB and spam 1,000 rows × 2
-/// epochs × 128 tokens, Austen 600 rows of about 90, L-Tuning's true and false pairs counted twice), which is 9 minutes
-/// at the 9.4k tokens/s docs/performance.md measured for LS-LLaMA on an almost idle machine; the prompt methods' extra
-/// tokens, L-Tuning's K passes per scored text and a shared machine take the rest.
+/// The comparison's command line. Quick mode subsamples and trains one epoch. Full mode (600 training and 300 test rows
+/// per data set, 2 epochs, 128 tokens) is sized for about 30 minutes on 2 cores, an estimate and not a measurement: its 18
+/// fits read about 3.3M padded tokens (L-Tuning's true and false pairs counted twice). That is 6 minutes at the 9.4k
+/// tokens/s docs/performance.md measured for LS-LLaMA on a nearly idle machine, and about 30 minutes at 1.9k tokens/s;
+/// on a busy machine torch slows far more than the load suggests (the SpamFilter sample trained at 520 tokens/s at load 8),
+/// and then full mode takes hours. Scoring adds L-Tuning's K passes per test text.
 /// </summary>
 internal sealed class CompareSettings
 {
@@ -19,8 +20,8 @@ internal sealed class CompareSettings
           --out DIR          where results.md, results.png and results.json go (default: docs)
           --datasets LIST    comma-separated, from imdb,spam,austen (default: all)
           --methods LIST     comma-separated, from ls-llama,prompt,dept,prefix,ltuning-prefix,ltuning-prompt,sdca (default: all)
-          --train-size N     balanced training rows per data set (default: quick 200; full 1000, which is all 600 of austen)
-          --test-size N      balanced test rows per data set (default: quick 100; full 500, which is all 300 of austen)
+          --train-size N     balanced training rows per data set (default: quick 200; full 600)
+          --test-size N      balanced test rows per data set (default: quick 100; full 300)
           --epochs N         passes over the training rows (default: quick 1; full 2)
           --max-length N     tokens per text, BOS and EOS included (default: quick 64; full 128)
           --batch N          texts per step (default: quick 8; full 16)
@@ -73,10 +74,10 @@ internal sealed class CompareSettings
     };
 
     /// <summary>Balanced training rows to take (a data set with fewer gives all it has).</summary>
-    public int TrainSize => TrainRows ?? (Quick ? 200 : 1000);
+    public int TrainSize => TrainRows ?? (Quick ? 200 : 600);
 
     /// <summary>Balanced test rows to take (a data set with fewer gives all it has).</summary>
-    public int TestSize => TestRows ?? (Quick ? 100 : 500);
+    public int TestSize => TestRows ?? (Quick ? 100 : 300);
 
     public static CompareSettings Parse(string[] args)
     {
