@@ -1,0 +1,93 @@
+// Every tuning method of the library, and ML.NET's classical text pipeline, on the held-out split of each committed
+// data set (IMDB, spam, Austen). Writes docs/results.md (one table per data set) and docs/results.png.
+// Run: dotnet run --project samples/Compare -c Release -- --quick     (a smoke run: subsamples, 1 epoch)
+//      dotnet run --project samples/Compare -c Release                (full mode: about 30 CPU-minutes on 2 idle cores)
+using System.Diagnostics;
+using System.Globalization;
+using Compare;
+using LabelTuning.Samples;
+using Microsoft.ML;
+using Microsoft.ML.LabelTuning.Runtime;
+using Spectre.Console;
+
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+CompareSettings settings;
+try
+{
+    settings = CompareSettings.Parse(args);
+}
+catch (ArgumentException e)
+{
+    Console.Error.WriteLine(e.Message);
+    Console.Error.WriteLine(CompareSettings.Usage);
+    return 2;
+}
+
+if (settings.Help)
+{
+    Console.WriteLine(CompareSettings.Usage);
+    return 0;
+}
+
+var total = Stopwatch.StartNew();
+var root = RepoPaths.FindRoot();
+if (settings.FromJson is { } json)
+{
+    var folder = Path.GetFullPath(settings.OutPath ?? Path.GetDirectoryName(Path.GetFullPath(json))!);
+    var earlier = ResultsReport.FromJson(json);
+    earlier.WriteChart(Path.Combine(folder, "results.png"));
+    earlier.WriteMarkdown(Path.Combine(folder, "results.md"), "results.png");
+    Console.WriteLine($"Rewrote results.md and results.png in {folder} from {json}.");
+    return 0;
+}
+
+var modelPath = Path.GetFullPath(settings.ModelPath ?? Path.Combine(root ?? ".", "models", "labeltuning-default"));
+var dataRoot = Path.GetFullPath(settings.DataRoot ?? Path.Combine(root ?? ".", "data"));
+var outPath = Path.GetFullPath(settings.OutPath ?? Path.Combine(root ?? ".", "docs"));
+var datasets = Datasets.All.Where(d => settings.DatasetNames.Contains(d.Name)).ToList();
+var files = new List<(string, string)> { ("model config", Path.Combine(modelPath, "config.json")) };
+files.AddRange(datasets.SelectMany(d => new[] { ($"{d.Name} training data", Path.Combine(dataRoot, d.Folder, "train.tsv")), ($"{d.Name} test data", Path.Combine(dataRoot, d.Folder, "test.tsv")) }));
+if (!RepoPaths.RequireFiles(files.ToArray()))
+{
+    return 1;
+}
+
+TorchRuntime.EnsureInitialized();
+Directory.CreateDirectory(outPath);
+var machine = MachineInfo.Describe();
+var loadBefore = MachineInfo.LoadAverage();
+AnsiConsole.Write(new Rule($"[bold]Microsoft.ML.LabelTuning: every method on every data set ({(settings.Quick ? "quick" : "full")} mode)[/]").LeftJustified());
+AnsiConsole.MarkupLine(Markup.Escape($"base model {RepoPaths.Relative(root, modelPath)}; {machine}; load average {loadBefore}"));
+AnsiConsole.WriteLine();
+
+var runs = new List<DatasetRun>();
+foreach (var dataset in datasets)
+{
+    var ml = new MLContext(seed: settings.Seed);
+    var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "train.tsv")), settings.TrainSize);
+    var testRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "test.tsv")), settings.TestSize);
+    var plan = new RunPlan(ml, modelPath, trainRows, testRows, dataset, settings);
+    AnsiConsole.Write(new Rule(Markup.Escape($"{dataset.Name}: {trainRows.Count} training rows ({TextData.Describe(trainRows)}), {testRows.Count} test rows")).LeftJustified());
+    var results = new List<MethodResult>();
+    foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
+    {
+        var result = method.Run(plan);
+        results.Add(result);
+        AnsiConsole.MarkupLine(result.Error is null
+            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s")
+            : $"  [red]{Markup.Escape($"{result.Method} failed: {result.Error}")}[/]");
+    }
+
+    runs.Add(new DatasetRun(dataset, trainRows.Count, testRows.Count, results));
+    AnsiConsole.WriteLine();
+}
+
+var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs, DateTime.UtcNow);
+var markdown = Path.Combine(outPath, "results.md");
+var chart = Path.Combine(outPath, "results.png");
+report.WriteChart(chart);
+report.WriteMarkdown(markdown, Path.GetFileName(chart));
+report.WriteJson(Path.Combine(outPath, "results.json"));
+AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, markdown))}[/] and [blue]{Markup.Escape(RepoPaths.Relative(root, chart))}[/] in {total.Elapsed.TotalMinutes:F1} min.");
+return runs.SelectMany(r => r.Results).Any(r => r.Error is not null) ? 1 : 0;

@@ -1,0 +1,239 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+using Microsoft.ML.LabelTuning.Reporting;
+
+namespace Compare;
+
+/// <summary>All methods' results on one data set.</summary>
+internal sealed record DatasetRun(Dataset Dataset, int TrainRows, int TestRows, IReadOnlyList<MethodResult> Results);
+
+/// <summary>Describes the machine the timings come from.</summary>
+internal static class MachineInfo
+{
+    public static string Describe()
+    {
+        var cpu = "unknown CPU";
+        if (File.Exists("/proc/cpuinfo"))
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            if (line is not null)
+            {
+                cpu = line[(line.IndexOf(':') + 1)..].Trim();
+            }
+        }
+
+        var memory = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024.0 * 1024 * 1024);
+        return $"{cpu}, {Environment.ProcessorCount} cores, {memory:F0} GB, {RuntimeInformation.OSDescription}, .NET {Environment.Version}, {Microsoft.ML.LabelTuning.Runtime.TorchRuntime.Threads} torch threads, CPU fp32";
+    }
+
+    /// <summary>The 1-, 5- and 15-minute load averages (Linux), or "n/a".</summary>
+    public static string LoadAverage()
+        => File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
+}
+
+/// <summary>Writes the comparison as Markdown, JSON and a bar chart.</summary>
+internal sealed class ResultsReport(CompareSettings settings, string machine, string loadBefore, string loadAfter, string model, TimeSpan elapsed, IReadOnlyList<DatasetRun> runs, DateTime written)
+{
+    private static readonly Dictionary<string, double> _chance = new() { ["imdb"] = 0.5, ["spam"] = 0.5, ["austen"] = 1.0 / 6 };
+
+    public void WriteMarkdown(string path, string chartFile)
+    {
+        var md = new StringBuilder();
+        var mode = settings.Quick ? "quick" : "full";
+        md.AppendLine("# Results: every method on every data set");
+        md.AppendLine();
+        md.AppendLine($"Written by `samples/Compare` ({mode} mode) on {written:yyyy-MM-dd HH:mm} UTC. Rerun with");
+        md.AppendLine($"`dotnet run --project samples/Compare -c Release{(settings.Quick ? " -- --quick" : string.Empty)}`; `--model <folder>` runs the same comparison on another base model.");
+        md.AppendLine();
+        if (settings.Quick)
+        {
+            md.AppendLine("> **Quick mode: a smoke run, not a benchmark.** Each method saw a small subsample for one epoch on short inputs, so");
+            md.AppendLine("> the accuracies below say little about what the methods can do; full mode (`samples/Compare` without `--quick`)");
+            md.AppendLine("> trains longer on more rows.");
+            md.AppendLine();
+        }
+
+        md.AppendLine("## Setup");
+        md.AppendLine();
+        md.AppendLine($"- **Machine:** {machine}. Load average {loadBefore} at the start and {loadAfter} at the end (1, 5, 15 min):");
+        md.AppendLine("  a load above the core count means other jobs shared the cores, so the times are longer, and the rows/s lower, than on an idle");
+        md.AppendLine("  machine. Compare times within one table, not across runs.");
+        md.AppendLine($"- **Base model:** `{model}`, frozen except for each method's trained parameters.");
+        md.AppendLine($"- **Sizes:** {string.Join("; ", runs.Select(r => $"{r.Dataset.Name} {r.TrainRows} training rows and {r.TestRows} test rows"))}, balanced across labels, taken in file order from the committed splits in `data/`.");
+        md.AppendLine($"- **Training:** {settings.Epochs} epoch(s), batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay.");
+        md.AppendLine($"- **Total time:** {elapsed.TotalMinutes:F1} min.");
+        md.AppendLine("- **Columns:** accuracy and macro-F1 (mean of the per-class F1) on the test rows; training time (wall clock, model loading included);");
+        md.AppendLine("  trained parameters (for SDCA: features × classes + biases); scoring rows/s (wall clock of `Transform` + `Evaluate` over the test rows).");
+        md.AppendLine();
+        md.AppendLine("| method | settings |");
+        md.AppendLine("|---|---|");
+        foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
+        {
+            md.AppendLine($"| {method.Name} | {method.Settings} |");
+        }
+
+        md.AppendLine();
+        foreach (var run in runs)
+        {
+            md.AppendLine($"## {run.Dataset.Name}: {run.Dataset.Task}");
+            md.AppendLine();
+            md.AppendLine($"{run.TrainRows} training rows, {run.TestRows} test rows; always guessing one class scores {_chance.GetValueOrDefault(run.Dataset.Name, double.NaN):P1}.");
+            md.AppendLine();
+            md.AppendLine("| method | accuracy | macro-F1 | training time | trained parameters | scoring rows/s |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|");
+            var best = run.Results.Where(r => r.Error is null).Select(r => r.Accuracy).DefaultIfEmpty(double.NaN).Max();
+            foreach (var r in run.Results)
+            {
+                if (r.Error is not null)
+                {
+                    md.AppendLine($"| {r.Method} | failed | | | | {r.Error.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ")} |");
+                    continue;
+                }
+
+                var accuracy = r.Accuracy.ToString("P1", CultureInfo.InvariantCulture);
+                md.AppendLine($"| {r.Method} | {(r.Accuracy == best ? $"**{accuracy}**" : accuracy)} | {r.MacroF1:P1} | {r.TrainSeconds:F0} s | {r.TrainableParameters:N0} | {r.RowsPerSecond:F0} |");
+            }
+
+            md.AppendLine();
+            md.AppendLine(Verdict(run));
+            md.AppendLine();
+        }
+
+        md.AppendLine("## Accuracy at a glance");
+        md.AppendLine();
+        md.AppendLine($"![Test accuracy of every method on every data set]({chartFile})");
+        md.AppendLine();
+        md.AppendLine("## Reading these numbers");
+        md.AppendLine();
+        md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 5M tokens");
+        md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet. The methods that keep it frozen");
+        md.AppendLine("  (prompt tuning, DePT, prefix tuning and both L-Tuning variants) can use only what those states already hold; LS-LLaMA's LoRA");
+        md.AppendLine("  can change every layer, but it too needs more than a few dozen optimizer steps.");
+        md.AppendLine("- L-Tuning learns poorly on this model (often at chance in our runs); the cause is being investigated, so read its rows as");
+        md.AppendLine("  this implementation on this model, not as the method's ceiling.");
+        md.AppendLine("- The classical pipeline reads whole texts; the LLaMA methods read only the first tokens. Word and character n-grams are strong on these");
+        md.AppendLine("  word-driven tasks (spam words, sentiment words, character names in Austen), so where a row says the baseline wins, it does.");
+        md.AppendLine("- L-Tuning scores each text against every label (K passes per text, or one batch of B·K rows), so its scoring rows/s fall");
+        md.AppendLine("  with the number of classes; its training pairs each text with one false label, which doubles the work per row.");
+        md.AppendLine("- For real accuracy, run the same comparison on a real pretrained model: `--model /path/to/TinyLlama-1.1B` (any Hugging Face");
+        md.AppendLine("  LLaMA-family folder).");
+        File.WriteAllText(path, md.ToString());
+    }
+
+    public void WriteChart(string path)
+    {
+        var methods = runs.SelectMany(r => r.Results.Select(m => m.Method)).Distinct().ToList();
+        var chart = new BarChart(methods)
+        {
+            Title = $"Test accuracy per method ({(settings.Quick ? "quick mode: subsamples, 1 epoch" : $"{settings.Epochs} epochs")}, embedded default model)",
+            YLabel = "accuracy",
+            ValueFormat = "P0",
+            YMin = 0,
+            YMax = 1.25, // head room: the legend sits in the top right corner
+            Width = 1100,
+        };
+        foreach (var run in runs)
+        {
+            chart.AddSeries(run.Dataset.Name, methods.Select(m => run.Results.FirstOrDefault(r => r.Method == m)?.Accuracy ?? double.NaN).ToArray());
+        }
+
+        chart.Save(path);
+    }
+
+    public void WriteJson(string path)
+    {
+        var json = JsonSerializer.Serialize(new
+        {
+            mode = settings.Quick ? "quick" : "full",
+            written_utc = written,
+            machine,
+            load_average_start = loadBefore,
+            load_average_end = loadAfter,
+            model,
+            epochs = settings.Epochs,
+            batch = settings.BatchSize,
+            max_length = settings.MaxLength,
+            seed = settings.Seed,
+            minutes = elapsed.TotalMinutes,
+            datasets = runs.Select(r => new
+            {
+                name = r.Dataset.Name,
+                train_rows = r.TrainRows,
+                test_rows = r.TestRows,
+                results = r.Results.Select(m => new
+                {
+                    method = m.Method,
+                    accuracy = double.IsFinite(m.Accuracy) ? m.Accuracy : (double?)null,
+                    macro_f1 = double.IsFinite(m.MacroF1) ? m.MacroF1 : (double?)null,
+                    train_seconds = double.IsFinite(m.TrainSeconds) ? m.TrainSeconds : (double?)null,
+                    trainable_parameters = m.TrainableParameters,
+                    scoring_rows_per_s = double.IsFinite(m.RowsPerSecond) ? m.RowsPerSecond : (double?)null,
+                    error = m.Error,
+                }),
+            }),
+        }, new JsonSerializerOptions { WriteIndented = true });
+        File.WriteAllText(path, json);
+    }
+
+    /// <summary>Rebuilds a report from the results.json an earlier run wrote (to re-render results.md and the chart).</summary>
+    public static ResultsReport FromJson(string path)
+    {
+        using var document = JsonDocument.Parse(File.ReadAllText(path));
+        var root = document.RootElement;
+        var settings = CompareSettings.ForReport(
+            root.GetProperty("mode").GetString() == "quick",
+            root.GetProperty("epochs").GetInt32(),
+            root.GetProperty("batch").GetInt32(),
+            root.GetProperty("max_length").GetInt32(),
+            root.GetProperty("seed").GetInt32(),
+            root.GetProperty("datasets").EnumerateArray().Select(d => d.GetProperty("name").GetString()!).ToArray(),
+            root.GetProperty("datasets").EnumerateArray().SelectMany(d => d.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("method").GetString()!))
+                .Distinct().Select(name => Methods.All.Single(m => m.Name == name).Id).ToArray());
+        var runs = root.GetProperty("datasets").EnumerateArray().Select(d => new DatasetRun(
+            Datasets.All.Single(x => x.Name == d.GetProperty("name").GetString()),
+            d.GetProperty("train_rows").GetInt32(),
+            d.GetProperty("test_rows").GetInt32(),
+            d.GetProperty("results").EnumerateArray().Select(r => new MethodResult(
+                r.GetProperty("method").GetString()!,
+                Number(r, "accuracy"),
+                Number(r, "macro_f1"),
+                Number(r, "train_seconds"),
+                r.GetProperty("trainable_parameters").GetInt64(),
+                Number(r, "scoring_rows_per_s"),
+                r.GetProperty("error").GetString())).ToList())).ToList();
+        return new ResultsReport(settings, root.GetProperty("machine").GetString()!, root.GetProperty("load_average_start").GetString()!,
+            root.GetProperty("load_average_end").GetString()!, root.GetProperty("model").GetString()!, TimeSpan.FromMinutes(root.GetProperty("minutes").GetDouble()), runs,
+            root.TryGetProperty("written_utc", out var written) ? written.GetDateTime() : File.GetLastWriteTimeUtc(path));
+
+        static double Number(JsonElement e, string name) => e.GetProperty(name).ValueKind == JsonValueKind.Number ? e.GetProperty(name).GetDouble() : double.NaN;
+    }
+
+    /// <summary>One honest sentence per data set: does the best LLaMA method beat the classical baseline?</summary>
+    private static string Verdict(DatasetRun run)
+    {
+        var baseline = run.Results.FirstOrDefault(r => r.Method == "ML.NET SDCA" && r.Error is null);
+        var tuned = run.Results.Where(r => r.Method != "ML.NET SDCA" && r.Error is null).OrderByDescending(r => r.Accuracy).ToList();
+        if (baseline is null || tuned.Count == 0)
+        {
+            return "No comparison with the classical baseline: one side did not run.";
+        }
+
+        var top = tuned[0];
+        var chance = _chance.GetValueOrDefault(run.Dataset.Name, double.NaN);
+        var nearChance = tuned.Where(r => r.Accuracy < chance + 0.05).Select(r => r.Method).ToList();
+        var text = top.Accuracy > baseline.Accuracy
+            ? $"**{top.Method} beats the classical baseline here** ({top.Accuracy:P1} against {baseline.Accuracy:P1})."
+            : top.Accuracy == baseline.Accuracy
+            ? $"**A tie:** {top.Method} and ML.NET SDCA both score {top.Accuracy:P1}; SDCA trains in {baseline.TrainSeconds:F0} s against {top.TrainSeconds:F0} s."
+            : $"**The classical baseline wins here:** ML.NET SDCA {baseline.Accuracy:P1}, the best LLaMA method ({top.Method}) {top.Accuracy:P1}, " +
+              $"and SDCA trains in {baseline.TrainSeconds:F0} s against {top.TrainSeconds:F0} s.";
+        if (nearChance.Count > 0)
+        {
+            text += $" Within 5 points of chance: {string.Join(", ", nearChance)}.";
+        }
+
+        return text;
+    }
+}
