@@ -107,18 +107,24 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine();
         md.AppendLine("## Reading these numbers");
         md.AppendLine();
-        md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 5M tokens");
+        md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 16M tokens");
         md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet. The methods that keep it frozen");
         md.AppendLine("  (prompt tuning, DePT, prefix tuning and both L-Tuning variants) can use only what those states already hold; LS-LLaMA's LoRA");
         md.AppendLine("  can change every layer, but it too needs more than a few dozen optimizer steps.");
-        md.AppendLine("- L-Tuning learns poorly on this model (often at chance in our runs); the cause is being investigated, so read its rows as");
-        md.AppendLine("  this implementation on this model, not as the method's ceiling.");
+        md.AppendLine("- L-Tuning learns poorly on this model (often at chance in our runs; see [l-tuning.md](methods/l-tuning.md) for what we");
+        md.AppendLine("  measured and why), so read its rows as this implementation on this model, not as the method's ceiling.");
         md.AppendLine("- The classical pipeline reads whole texts; the LLaMA methods read only the first tokens. Word and character n-grams are strong on these");
         md.AppendLine("  word-driven tasks (spam words, sentiment words, character names in Austen), so where a row says the baseline wins, it does.");
         md.AppendLine("- L-Tuning scores each text against every label (K passes per text, or one batch of B·K rows), so its scoring rows/s fall");
         md.AppendLine("  with the number of classes; its training pairs each text with one false label, which doubles the work per row.");
         md.AppendLine("- For real accuracy, run the same comparison on a real pretrained model: `--model /path/to/TinyLlama-1.1B` (any Hugging Face");
         md.AppendLine("  LLaMA-family folder).");
+        md.AppendLine();
+        md.AppendLine("## Other results");
+        md.AppendLine();
+        md.AppendLine("- The README main job (`samples/Sentiment`): its measured output is in [getting-started.md](getting-started.md).");
+        md.AppendLine("- GPTA (an LLM writes the input prefix) against no prefix and a hand-written prefix: [results-gpta.md](results-gpta.md).");
+        md.AppendLine("- The sweep over methods: [sweep.md](sweep.md).");
         File.WriteAllText(path, md.ToString());
     }
 

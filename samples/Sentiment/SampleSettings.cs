@@ -13,9 +13,9 @@ internal sealed class SampleSettings
           --model DIR        a Hugging Face LLaMA-family folder (default: the embedded models/labeltuning-default)
           --data DIR         folder with train.tsv and test.tsv, columns Label, Text (default: data/imdb)
           --out DIR          where model.zip and the chart go (default: artifacts/sentiment)
-          --train-size N     balanced training rows taken from train.tsv (default 1000; 0 = all)
+          --train-size N     balanced training rows taken from train.tsv (default 0 = all 2,000)
           --test-size N      test rows scored (default 1000; 0 = all)
-          --max-length N     tokens per review, BOS and EOS included (default 128)
+          --max-length N     tokens per review, BOS and EOS included (default 512)
           --epochs N         passes over the training rows (default 2)
           --batch N          reviews per step (default 16)
           --lr X             peak learning rate (default 1e-3)
@@ -32,11 +32,11 @@ internal sealed class SampleSettings
 
     public string? OutPath { get; private set; }
 
-    public int TrainSize { get; private set; } = 1000;
+    public int TrainSize { get; private set; }
 
     public int TestSize { get; private set; } = 1000;
 
-    public int MaxLength { get; private set; } = 128;
+    public int MaxLength { get; private set; } = 512;
 
     public int Epochs { get; private set; } = 2;
 
