@@ -99,13 +99,13 @@ public sealed class LTuningTests
     }
 
     /// <summary>
-    /// On a frozen random tiny model only mean pooling learns: the last token's state hardly depends on the label
-    /// (prefix, prompt before) or on the text (prompt after), measured 23–57% with last pooling and 31–65% for the
-    /// prompt before the text, after 24 epochs. Those rows are therefore not asserted here.
+    /// On a frozen random tiny model only the prefix variant with mean pooling learns reliably. With last-token pooling
+    /// the last token's state hardly depends on the label (prefix, prompt before) or on the text (prompt after): 23–57%.
+    /// The prompt variants reached 31–65% (before) and 33% or ≥ 80% (after, mean pooling, depending on the random
+    /// stream of the sampled negatives), so they are not asserted here; docs/methods/l-tuning.md has the numbers.
     /// </summary>
     [TestMethod]
     [DataRow("prefix", LabelPlacement.Before, Pooling.Mean)]
-    [DataRow("prompt", LabelPlacement.After, Pooling.Mean)]
     public void LearnsAToyTask(string variant, LabelPlacement placement, Pooling pooling)
     {
         var (ml, train, test) = Views(train: 150);
