@@ -121,6 +121,43 @@ public sealed class LTuningTests
         Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"{variant}/{placement}/{pooling}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
     }
 
+    /// <summary>
+    /// At initialisation every variant's pair scores depend on both the text and the label: a masking or placement bug
+    /// that hid the text from the pooled state (or the label from the text) would make a column or a row constant.
+    /// </summary>
+    [TestMethod]
+    [DataRow("prefix", LabelPlacement.Before, Pooling.Last)]
+    [DataRow("prefix", LabelPlacement.Before, Pooling.Mean)]
+    [DataRow("prompt", LabelPlacement.Before, Pooling.Last)]
+    [DataRow("prompt", LabelPlacement.Before, Pooling.Mean)]
+    [DataRow("prompt", LabelPlacement.After, Pooling.Last)]
+    [DataRow("prompt", LabelPlacement.After, Pooling.Mean)]
+    public void ScoresDependOnTheTextAndOnTheLabel(string variant, LabelPlacement placement, Pooling pooling)
+    {
+        using var scope = NewDisposeScope();
+        var kind = variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt;
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
+        var factory = new LTuningFactory(kind);
+        var settings = factory.Prepare(
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(kind, _labelTexts, 1, placement, Pooling: pooling), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            tokenizer, ["negative", "positive", "sport"]);
+        random.manual_seed(9);
+        using var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
+        var encoder = new TextEncoder(tokenizer, 32, Training.Truncation.Head);
+        var sequences = ToyData.Rows(6, seed: 4).Select(r => encoder.Encode(new TextInput(r.Text, null), out _)).ToList();
+        var batch = TokenBatch.Collate(sequences, encoder.PadId, CPU);
+        using var noGrad = no_grad();
+        foreach (var training in new[] { false, true }) // false: the cached After path where it applies
+        {
+            classifier.SetTraining(training);
+            var logits = classifier.Logits(batch); // [B, K]
+            var acrossTexts = (logits.amax(0) - logits.amin(0)).min().item<float>(); // smallest spread of a label's column
+            var acrossLabels = (logits.amax(1) - logits.amin(1)).min().item<float>(); // smallest spread of a text's row
+            Assert.IsTrue(acrossTexts > 1e-4, $"{variant}/{placement}/{pooling} (training {training}): a label's scores hardly change with the text (spread {acrossTexts})");
+            Assert.IsTrue(acrossLabels > 1e-4, $"{variant}/{placement}/{pooling} (training {training}): a text's scores hardly change with the label (spread {acrossLabels})");
+        }
+    }
+
     [TestMethod]
     public void TheLabelTextsMatter()
     {
