@@ -99,26 +99,54 @@ public sealed class LTuningTests
     }
 
     /// <summary>
-    /// On a frozen random tiny model only the prefix variant with mean pooling learns reliably. With last-token pooling
-    /// the last token's state hardly depends on the label (prefix, prompt before) or on the text (prompt after): 23–57%.
-    /// The prompt variants reached 35–65% (before) and 33%, a constant prediction (after), over learning rates 3e-3 to
-    /// 3e-2 and three seeds, so they are not asserted here; docs/methods/l-tuning.md has the numbers.
+    /// On a frozen random tiny model only the prefix variant with mean pooling learns: its key/value prefixes are free
+    /// parameters, while the prompt variants reach the text only through the random model's nearly uniform attention
+    /// (measured 35–65% before the text and a constant 33% after it, over learning rates 3e-3 to 3e-2 and three seeds).
     /// </summary>
     [TestMethod]
-    [DataRow("prefix", LabelPlacement.Before, Pooling.Mean)]
-    public void LearnsAToyTask(string variant, LabelPlacement placement, Pooling pooling)
+    public void ThePrefixVariantLearnsAToyTaskOnARandomModel()
+    {
+        var (ml, train, test) = Views(train: 150);
+        var options = Options();
+        options.Pooling = Pooling.Mean;
+        options.Epochs = 24;
+        using var model = ml.MulticlassClassification.Trainers.LTuningPrefix(options).Fit(train);
+        var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prefix: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
+    }
+
+    /// <summary>
+    /// The prompt variants need a base whose attention means something, so they learn the toy task on the shipped
+    /// pretrained default model (measured 83–98% before the text and 98–100% after it over learning rates 1e-3 and 3e-3
+    /// and three seeds, 13 s a fit).
+    /// </summary>
+    [TestMethod]
+    [DataRow(LabelPlacement.Before)]
+    [DataRow(LabelPlacement.After)]
+    public void ThePromptVariantLearnsAToyTaskOnThePretrainedDefaultModel(LabelPlacement placement)
     {
         var (ml, train, test) = Views(train: 150);
         var options = Options(placement);
-        options.Pooling = pooling;
-        options.Epochs = 24;
-        var trainer = variant == "prefix"
-            ? ml.MulticlassClassification.Trainers.LTuningPrefix(options)
-            : ml.MulticlassClassification.Trainers.LTuningPrompt(options);
-        using var model = trainer.Fit(train);
+        options.ModelPath = DefaultModelFolder();
+        options.Pooling = Pooling.Mean;
+        options.Epochs = 20;
+        options.LearningRate = 1e-3;
+        using var model = ml.MulticlassClassification.Trainers.LTuningPrompt(options).Fit(train);
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
-        Console.WriteLine($"TOY {variant}/{placement}/{pooling}: {metrics.MicroAccuracy:P1}");
-        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"{variant}/{placement}/{pooling}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prompt/{placement}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
+    }
+
+    private static string DefaultModelFolder()
+    {
+        var root = AppContext.BaseDirectory;
+        while (!File.Exists(Path.Combine(root, "Microsoft.ML.LabelTuning.sln")))
+        {
+            root = Path.GetDirectoryName(root) ?? throw new DirectoryNotFoundException("repository root");
+        }
+
+        var folder = Path.Combine(root, "models", "labeltuning-default");
+        Assert.IsTrue(File.Exists(Path.Combine(folder, "model.safetensors")), $"the shipped default model is missing from {folder}");
+        return folder;
     }
 
     /// <summary>
