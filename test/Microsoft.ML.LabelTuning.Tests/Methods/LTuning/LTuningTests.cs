@@ -61,18 +61,8 @@ public sealed class LTuningTests
     [DataRow("prompt", LabelPlacement.After)]
     public void LearnsSentimentOnThePretrainedDefaultModel(string variant, LabelPlacement placement)
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "Microsoft.ML.LabelTuning.sln")))
-        {
-            root = Path.GetDirectoryName(root) ?? throw new DirectoryNotFoundException("repository root");
-        }
-
-        var modelFolder = Path.Combine(root, "models", "labeltuning-default");
-        if (!File.Exists(Path.Combine(modelFolder, "model.safetensors")))
-        {
-            Assert.Inconclusive("The embedded default model is not in models/labeltuning-default yet.");
-        }
-
+        var modelFolder = DefaultModelFolder();
+        var root = Path.GetFullPath(Path.Combine(modelFolder, "..", ".."));
         var ml = new MLContext(seed: 1);
         var rows = File.ReadLines(Path.Combine(root, "data", "imdb", "train.tsv")).Skip(1).Select(l => l.Split('\t'))
             .Select(f => new ToyData.Row { Label = f[0], Text = f[1] }).ToList();
