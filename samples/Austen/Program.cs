@@ -73,17 +73,14 @@ if (cli.Help)
 }
 
 var total = Stopwatch.StartNew();
-var root = RepoPaths.FindRoot();
-var modelPath = Path.GetFullPath(cli.String("--model") ?? Path.Combine(root ?? ".", "models", "labeltuning-default"));
-var dataPath = Path.GetFullPath(cli.String("--data") ?? Path.Combine(root ?? ".", "data", "austen"));
-var outPath = Path.GetFullPath(cli.String("--out") ?? Path.Combine(root ?? ".", "artifacts", "austen"));
-if (!RepoPaths.RequireFiles(("model config", Path.Combine(modelPath, "config.json")), ("training data", Path.Combine(dataPath, "train.tsv")), ("test data", Path.Combine(dataPath, "test.tsv"))))
+var folders = SampleFolders.Resolve(cli, "austen", "austen");
+if (folders is null)
 {
     return 1;
 }
 
+var (root, modelPath, dataPath, outPath) = folders;
 TorchRuntime.EnsureInitialized();
-Directory.CreateDirectory(outPath);
 var ml = new MLContext(seed: seed);
 var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataPath, "train.tsv")), trainSize);
 var testRows = TextData.Balanced(TextData.Load(Path.Combine(dataPath, "test.tsv")), testSize);

@@ -121,6 +121,30 @@ public static class RepoPaths
     }
 }
 
+/// <summary>The folders a single-data-set sample works in: the repository root (if found), the base model, the split and the output.</summary>
+public sealed record SampleFolders(string? Root, string Model, string Data, string Out)
+{
+    /// <summary>
+    /// Resolves <c>--model</c>, <c>--data</c> and <c>--out</c> (defaults: the embedded model, <c>data/{dataName}</c> and
+    /// <c>artifacts/{outName}</c>), checks that the model config and both splits exist, printing what is missing, and
+    /// creates the output folder. Returns null when a file is missing.
+    /// </summary>
+    public static SampleFolders? Resolve(SampleArgs cli, string dataName, string outName)
+    {
+        var root = RepoPaths.FindRoot();
+        var model = Path.GetFullPath(cli.String("--model") ?? Path.Combine(root ?? ".", "models", "labeltuning-default"));
+        var data = Path.GetFullPath(cli.String("--data") ?? Path.Combine(root ?? ".", "data", dataName));
+        var output = Path.GetFullPath(cli.String("--out") ?? Path.Combine(root ?? ".", "artifacts", outName));
+        if (!RepoPaths.RequireFiles(("model config", Path.Combine(model, "config.json")), ("training data", Path.Combine(data, "train.tsv")), ("test data", Path.Combine(data, "test.tsv"))))
+        {
+            return null;
+        }
+
+        Directory.CreateDirectory(output);
+        return new SampleFolders(root, model, data, output);
+    }
+}
+
 /// <summary>
 /// A small command line: <c>--name value</c> options, <c>--flag</c> switches and free arguments. Each sample declares
 /// what it accepts, so an unknown or malformed option is an error that names it.
