@@ -28,13 +28,7 @@ public static class GptaCatalog
         IDataView validationSet,
         int rounds = 3,
         int candidatesPerRound = 3)
-        => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, new LlmPrefixAssistantOptions
-        {
-            TaskDescription = taskDescription,
-            ValidationSet = validationSet,
-            Rounds = rounds,
-            CandidatesPerRound = candidatesPerRound,
-        });
+        => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, CommonOptions(taskDescription, validationSet, rounds, candidatesPerRound));
 
     /// <summary>GPTA around a multiclass label-tuning trainer, with every option.</summary>
     /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -64,13 +58,7 @@ public static class GptaCatalog
         IDataView validationSet,
         int rounds = 3,
         int candidatesPerRound = 3)
-        => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, new LlmPrefixAssistantOptions
-        {
-            TaskDescription = taskDescription,
-            ValidationSet = validationSet,
-            Rounds = rounds,
-            CandidatesPerRound = candidatesPerRound,
-        });
+        => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, CommonOptions(taskDescription, validationSet, rounds, candidatesPerRound));
 
     /// <summary>GPTA around a binary label-tuning trainer, with every option.</summary>
     /// <param name="catalog">The binary trainers catalog.</param>
@@ -83,6 +71,15 @@ public static class GptaCatalog
         IChatClient chatClient,
         LlmPrefixAssistantOptions options)
         => new(Env(catalog), innerTrainer, chatClient, options);
+
+    private static LlmPrefixAssistantOptions CommonOptions(string taskDescription, IDataView validationSet, int rounds, int candidatesPerRound)
+        => new()
+        {
+            TaskDescription = taskDescription,
+            ValidationSet = validationSet,
+            Rounds = rounds,
+            CandidatesPerRound = candidatesPerRound,
+        };
 
     private static IHostEnvironment Env(TrainCatalogBase.CatalogInstantiatorBase catalog) => catalog.GetEnvironment();
 }
