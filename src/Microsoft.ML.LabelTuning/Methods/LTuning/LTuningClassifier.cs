@@ -25,6 +25,8 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
     private readonly Linear? _prefixValue;
     private readonly Linear? _labelProjection;
     private readonly Linear _head;
+    private readonly Linear? _labelMatch;
+    private readonly Tensor? _labelMean; // [K, d], frozen: mean of each label's states (Matching head)
     private readonly Tensor _labelHidden; // [K, l, d], frozen
     private readonly Tensor _labelMask;   // [K, l] int64
     private readonly LTuningSettings _settings;
@@ -86,7 +88,17 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             register_module("label_proj", _labelProjection);
         }
 
-        _head = Linear(d, 2, device: device, dtype: dtype);
+        if (settings.Head == LTuningHead.Matching)
+        {
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            var maskF = _labelMask.to(_labelHidden.dtype).unsqueeze(-1); // [K, l, 1]
+            _labelMean = (_labelHidden.sum(1) / maskF.sum(1)).detach().DetachFromDisposeScope(); // [K, d]
+            _labelMatch = Linear(d, d, device: device, dtype: dtype);
+            register_module("label_match", _labelMatch);
+        }
+
+        _head = Linear(settings.Head == LTuningHead.Matching ? 2 * d : d, 2, device: device, dtype: dtype);
         register_module("head", _head);
     }
 
@@ -99,8 +111,14 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
     public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters()
     {
         var modules = _settings.Variant == LTuningVariant.Prefix
-            ? new (string, Linear)[] { ("label_pool", _labelPool!), ("prefix_key", _prefixKey!), ("prefix_value", _prefixValue!), ("head", _head) }
-            : [("label_proj", _labelProjection!), ("head", _head)];
+            ? new List<(string, Linear)> { ("label_pool", _labelPool!), ("prefix_key", _prefixKey!), ("prefix_value", _prefixValue!) }
+            : [("label_proj", _labelProjection!)];
+        if (_labelMatch is not null)
+        {
+            modules.Add(("label_match", _labelMatch));
+        }
+
+        modules.Add(("head", _head));
         return modules.SelectMany(m => new[] { ($"{m.Item1}.weight", m.Item2.weight!), ($"{m.Item1}.bias", m.Item2.bias!) }).ToList();
     }
 
@@ -173,7 +191,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
                 AttentionMask = cat([labelMask, mask], 1), // [N, l + T]
                 PrefixKeyValues = prefixes,
             }).LastHiddenState; // [N, T, d]
-            return _head.forward(PoolingOps.Apply(hidden, mask, _settings.Pooling));
+            return Head(PoolingOps.Apply(hidden, mask, _settings.Pooling), labels);
         }
 
         var prompt = _labelProjection!.forward(_labelHidden).index_select(0, labels); // [N, l, d]
@@ -182,7 +200,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             var embeds = cat([prompt, _model.EmbedTokens.call(ids)], 1); // [N, l + T, d]
             var full = cat([labelMask, mask], 1); // [N, l + T]
             var hidden = _model.forward(new LlamaInput { InputsEmbeds = embeds, AttentionMask = full }).LastHiddenState; // [N, l + T, d]
-            return _head.forward(PoolingOps.Apply(hidden, cat([zeros_like(labelMask), mask], 1), _settings.Pooling)); // text tokens only
+            return Head(PoolingOps.Apply(hidden, cat([zeros_like(labelMask), mask], 1), _settings.Pooling), labels); // text tokens only
         }
 
         // After: left-pad the texts so every label prompt directly follows its text.
@@ -195,7 +213,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             AttentionMask = afterMask,
             PositionIds = AttentionMasks.PositionIdsFromMask(afterMask),
         }).LastHiddenState;
-        return _head.forward(PoolingOps.Apply(afterHidden, cat([zeros_like(leftMask), labelMask], 1), _settings.Pooling)); // label tokens only
+        return Head(PoolingOps.Apply(afterHidden, cat([zeros_like(leftMask), labelMask], 1), _settings.Pooling), labels); // label tokens only
     }
 
     /// <summary>
@@ -230,8 +248,20 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             PositionIds = positions,
             Cache = cache,
         }).LastHiddenState; // [B·K, l, d]
-        var pairs = _head.forward(PoolingOps.Apply(hidden, labelMask, _settings.Pooling)); // [B·K, 2]
+        var pairs = Head(PoolingOps.Apply(hidden, labelMask, _settings.Pooling), labels); // [B·K, 2]
         return (pairs[.., 1] - pairs[.., 0]).view(b, k); // [B, K]
+    }
+
+    /// <summary>[N, 2] false/true logits from the pooled states [N, d] of N pairs with the given labels [N].</summary>
+    private Tensor Head(Tensor pooled, Tensor labels)
+    {
+        if (_labelMatch is null)
+        {
+            return _head.forward(pooled);
+        }
+
+        var label = _labelMatch.forward(_labelMean!).index_select(0, labels); // [N, d]
+        return _head.forward(cat([pooled, pooled * label], 1)); // [N, 2d] -> [N, 2]
     }
 
     private List<(Tensor Key, Tensor Value)> Prefixes(Tensor labels)
@@ -286,6 +316,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         {
             _labelHidden.Dispose();
             _labelMask.Dispose();
+            _labelMean?.Dispose();
         }
 
         base.Dispose(disposing);

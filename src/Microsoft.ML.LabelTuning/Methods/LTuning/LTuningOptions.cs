@@ -15,6 +15,24 @@ public enum LabelPlacement
     After,
 }
 
+/// <summary>What the true/false head of L-Tuning reads.</summary>
+public enum LTuningHead
+{
+    /// <summary>
+    /// The paper's head: Linear(d, 2) on the pooled state of the label-conditioned text. The text and the label meet
+    /// only inside the frozen model, through attention.
+    /// </summary>
+    TrueFalse,
+
+    /// <summary>
+    /// The pooled state p and its product with a learned map of the label's encoding, [p ; p ⊙ L(h̄_k)], into
+    /// Linear(2d, 2), where h̄_k is the mean of the frozen label states and L = Linear(d, d). The text and the label
+    /// also meet in the head, so the method learns even where the frozen model's attention hardly relates them.
+    /// Costs d² + 2d more trainable parameters.
+    /// </summary>
+    Matching,
+}
+
 /// <summary>
 /// Options of L-Tuning (Kowsher et al. 2024): each class's label text is encoded by the frozen model and turned into
 /// label-specific prefixes (<c>LTuningPrefix</c>) or prompts (<c>LTuningPrompt</c>); a true/false head learns whether
@@ -51,9 +69,18 @@ public sealed class LTuningOptions : LabelTuningOptions
     /// </summary>
     public Pooling Pooling { get; set; } = Pooling.Mean;
 
+    /// <summary>
+    /// What the true/false head reads. <see cref="LTuningHead.TrueFalse"/> is the paper's: the pooled state alone, so
+    /// a text and a label interact only through the frozen model's attention; on our small models that is too weak for
+    /// real data (IMDB stays at chance). <see cref="LTuningHead.Matching"/> also gives the head the product of the
+    /// pooled state with a learned map of the label's encoding. Default <see cref="LTuningHead.Matching"/>.
+    /// </summary>
+    public LTuningHead Head { get; set; } = LTuningHead.Matching;
+
     internal override void Validate()
     {
         base.Validate();
+        Require(Enum.IsDefined(Head), nameof(Head), Head, "must be TrueFalse or Matching");
         Require(Enum.IsDefined(Pooling), nameof(Pooling), Pooling, "must be Last, Mean or Max");
         Require(NegativesPerExample >= 1, nameof(NegativesPerExample), NegativesPerExample, "must be at least 1");
         Require(Enum.IsDefined(LabelPlacement), nameof(LabelPlacement), LabelPlacement, "must be Before or After");
@@ -98,4 +125,5 @@ internal sealed record LTuningSettings(
     int NegativesPerExample,
     LabelPlacement Placement,
     int[][]? LabelTokenIds = null,
-    Pooling Pooling = Pooling.Last);
+    Pooling Pooling = Pooling.Last,
+    LTuningHead Head = LTuningHead.TrueFalse);

@@ -94,15 +94,18 @@ public sealed class LTuningTests
     /// (measured 35–65% before the text and a constant 33% after it, over learning rates 3e-3 to 3e-2 and three seeds).
     /// </summary>
     [TestMethod]
-    public void ThePrefixVariantLearnsAToyTaskOnARandomModel()
+    [DataRow(LTuningHead.TrueFalse)]
+    [DataRow(LTuningHead.Matching)]
+    public void ThePrefixVariantLearnsAToyTaskOnARandomModel(LTuningHead head)
     {
         var (ml, train, test) = Views(train: 150);
         var options = Options();
+        options.Head = head;
         options.Pooling = Pooling.Mean;
         options.Epochs = 24;
         using var model = ml.MulticlassClassification.Trainers.LTuningPrefix(options).Fit(train);
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
-        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prefix: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prefix/{head}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
     }
 
     /// <summary>
@@ -111,19 +114,22 @@ public sealed class LTuningTests
     /// and three seeds, 13 s a fit).
     /// </summary>
     [TestMethod]
-    [DataRow(LabelPlacement.Before)]
-    [DataRow(LabelPlacement.After)]
-    public void ThePromptVariantLearnsAToyTaskOnThePretrainedDefaultModel(LabelPlacement placement)
+    [DataRow(LabelPlacement.Before, LTuningHead.TrueFalse)]
+    [DataRow(LabelPlacement.After, LTuningHead.TrueFalse)]
+    [DataRow(LabelPlacement.Before, LTuningHead.Matching)]
+    [DataRow(LabelPlacement.After, LTuningHead.Matching)]
+    public void ThePromptVariantLearnsAToyTaskOnThePretrainedDefaultModel(LabelPlacement placement, LTuningHead head)
     {
         var (ml, train, test) = Views(train: 150);
         var options = Options(placement);
+        options.Head = head;
         options.ModelPath = DefaultModelFolder();
         options.Pooling = Pooling.Mean;
         options.Epochs = 20;
         options.LearningRate = 1e-3;
         using var model = ml.MulticlassClassification.Trainers.LTuningPrompt(options).Fit(train);
         var metrics = ml.MulticlassClassification.Evaluate(model.Transform(test));
-        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prompt/{placement}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
+        Assert.IsTrue(metrics.MicroAccuracy >= 0.8, $"prompt/{placement}/{head}: accuracy {metrics.MicroAccuracy:P1} on the toy task (chance 33%)");
     }
 
     private static string DefaultModelFolder()
@@ -150,14 +156,17 @@ public sealed class LTuningTests
     [DataRow("prompt", LabelPlacement.Before, Pooling.Mean)]
     [DataRow("prompt", LabelPlacement.After, Pooling.Last)]
     [DataRow("prompt", LabelPlacement.After, Pooling.Mean)]
-    public void ScoresDependOnTheTextAndOnTheLabel(string variant, LabelPlacement placement, Pooling pooling)
+    [DataRow("prefix", LabelPlacement.Before, Pooling.Mean, LTuningHead.Matching)]
+    [DataRow("prompt", LabelPlacement.Before, Pooling.Mean, LTuningHead.Matching)]
+    [DataRow("prompt", LabelPlacement.After, Pooling.Mean, LTuningHead.Matching)]
+    public void ScoresDependOnTheTextAndOnTheLabel(string variant, LabelPlacement placement, Pooling pooling, LTuningHead head = LTuningHead.TrueFalse)
     {
         using var scope = NewDisposeScope();
         var kind = variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt;
         var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
         var factory = new LTuningFactory(kind);
         var settings = factory.Prepare(
-            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(kind, _labelTexts, 1, placement, Pooling: pooling), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(kind, _labelTexts, 1, placement, Pooling: pooling, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
             tokenizer, ["negative", "positive", "sport"]);
         random.manual_seed(9);
         using var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
@@ -171,8 +180,8 @@ public sealed class LTuningTests
             var logits = classifier.Logits(batch); // [B, K]
             var acrossTexts = (logits.amax(0) - logits.amin(0)).min().item<float>(); // smallest spread of a label's column
             var acrossLabels = (logits.amax(1) - logits.amin(1)).min().item<float>(); // smallest spread of a text's row
-            Assert.IsTrue(acrossTexts > 1e-4, $"{variant}/{placement}/{pooling} (training {training}): a label's scores hardly change with the text (spread {acrossTexts})");
-            Assert.IsTrue(acrossLabels > 1e-4, $"{variant}/{placement}/{pooling} (training {training}): a text's scores hardly change with the label (spread {acrossLabels})");
+            Assert.IsTrue(acrossTexts > 1e-4, $"{variant}/{placement}/{pooling}/{head} (training {training}): a label's scores hardly change with the text (spread {acrossTexts})");
+            Assert.IsTrue(acrossLabels > 1e-4, $"{variant}/{placement}/{pooling}/{head} (training {training}): a text's scores hardly change with the label (spread {acrossLabels})");
         }
     }
 
@@ -198,10 +207,12 @@ public sealed class LTuningTests
     [DataRow("prefix", LabelPlacement.Before)]
     [DataRow("prompt", LabelPlacement.Before)]
     [DataRow("prompt", LabelPlacement.After)]
-    public void BatchedKWayScoringEqualsOneLabelAtATime(string variant, LabelPlacement placement)
+    [DataRow("prefix", LabelPlacement.Before, LTuningHead.Matching)]
+    [DataRow("prompt", LabelPlacement.After, LTuningHead.Matching)]
+    public void BatchedKWayScoringEqualsOneLabelAtATime(string variant, LabelPlacement placement, LTuningHead head = LTuningHead.TrueFalse)
     {
         using var scope = NewDisposeScope();
-        var (classifier, batch) = Build(variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt, placement);
+        var (classifier, batch) = Build(variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt, placement, head);
         using var noGrad = no_grad();
         var batched = classifier.Logits(batch); // [B, K] (After: through the KV cache)
         classifier.SetTraining(true); // the uncached path
@@ -284,12 +295,12 @@ public sealed class LTuningTests
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(missing).Fit(train)).Message, "every class needs one");
     }
 
-    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement)
+    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement, LTuningHead head)
     {
         var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
         var factory = new LTuningFactory(variant);
         var settings = factory.Prepare(
-            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, 1, placement), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, 1, placement, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
             tokenizer, ["negative", "positive", "sport"]);
         random.manual_seed(9);
         var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
