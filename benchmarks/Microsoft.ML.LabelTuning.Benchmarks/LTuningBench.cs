@@ -10,14 +10,15 @@ namespace Microsoft.ML.LabelTuning.Benchmarks;
 
 /// <summary>
 /// L-Tuning on the engine benchmark's decoder: trainable parameters against the paper's counts (prefix 2·l²·m·d + 3d,
-/// prompt about d(d+2)), training and scoring throughput of prefix, prompt-before and prompt-after, and how scoring time
+/// prompt about d(d+2)), for the paper's true/false head and for the matching head (2·d·r + 3d more), training and scoring
+/// throughput of prefix, prompt-before and prompt-after, and how scoring time
 /// grows with the class count K for the paper's placement against the KV-cached After placement.
 /// </summary>
 internal static class LTuningBench
 {
     /// <summary>One variant's figures at a given class count.</summary>
     public sealed record Row(
-        string Variant, int Classes, int LabelLength, long TrainableParameters, long PaperParameters,
+        string Variant, string Head, int Classes, int LabelLength, long TrainableParameters, long PaperParameters,
         double TrainExamplesPerSecond, double ScoreRowsPerSecond);
 
     /// <summary>Scoring time at K classes; the speed-up is prompt-before time over prompt-after (cached) time.</summary>
@@ -32,9 +33,12 @@ internal static class LTuningBench
     {
         var config = BenchConfig.Model;
         var rows = new List<Row>();
-        foreach (var (name, variant, placement) in Variants())
+        foreach (var head in new[] { LTuningHead.TrueFalse, LTuningHead.Matching })
         {
-            rows.Add(Measure(config, name, variant, placement, classes: 4, batch, tokens, labelLength, steps));
+            foreach (var (name, variant, placement) in Variants())
+            {
+                rows.Add(Measure(config, name, variant, placement, head, classes: 4, batch, tokens, labelLength, steps));
+            }
         }
 
         var scaling = new List<Scaling>();
@@ -56,14 +60,15 @@ internal static class LTuningBench
         yield return ("lt-prompt-after", LTuningVariant.Prompt, LabelPlacement.After);
     }
 
-    private static LTuningClassifier Build(LlamaConfig config, LTuningVariant variant, LabelPlacement placement, int classes, int labelLength)
+    private static LTuningClassifier Build(
+        LlamaConfig config, LTuningVariant variant, LabelPlacement placement, int classes, int labelLength, LTuningHead head = LTuningHead.TrueFalse)
     {
         random.manual_seed(0);
         var generator = new Random(2);
         var ids = Enumerable.Range(0, classes)
             .Select(_ => Enumerable.Range(0, labelLength).Select(_ => generator.Next(3, config.VocabSize)).ToArray())
             .ToArray();
-        var settings = new LTuningSettings(variant, null, 1, placement, ids);
+        var settings = new LTuningSettings(variant, null, 1, placement, ids, Head: head);
         var classifier = new LTuningClassifier(new LlamaModel(config), settings, classes);
         classifier.FreezeBase();
         return classifier;
@@ -77,9 +82,9 @@ internal static class LTuningBench
     }
 
     private static Row Measure(
-        LlamaConfig config, string name, LTuningVariant variant, LabelPlacement placement, int classes, int batch, int tokens, int labelLength, int steps)
+        LlamaConfig config, string name, LTuningVariant variant, LabelPlacement placement, LTuningHead head, int classes, int batch, int tokens, int labelLength, int steps)
     {
-        using var classifier = Build(config, variant, placement, classes, labelLength);
+        using var classifier = Build(config, variant, placement, classes, labelLength, head);
         var trainable = classifier.TrainableParameters();
         using var optimizer = optim.AdamW(trainable.Select(p => p.Parameter), lr: 1e-3);
         var texts = Texts(config, batch, tokens);
@@ -110,7 +115,7 @@ internal static class LTuningBench
         texts.InputIds.Dispose();
         texts.AttentionMask.Dispose();
         return new Row(
-            name, classes, labelLength, trainable.Sum(p => p.Parameter.numel()), paper,
+            name, head.ToString(), classes, labelLength, trainable.Sum(p => p.Parameter.numel()), paper,
             Math.Round(batch / trainSeconds, 1), Math.Round(batch / (scoreMs / 1000), 1));
     }
 

@@ -19,7 +19,7 @@ internal sealed class CompareSettings
           --data DIR         folder holding imdb/, spam/ and austen/ (default: data)
           --out DIR          where results.md, results.png and results.json go (default: docs)
           --datasets LIST    comma-separated, from imdb,spam,austen (default: all)
-          --methods LIST     comma-separated, from ls-llama,prompt,dept,prefix,ltuning-prefix,ltuning-prompt,sdca (default: all)
+          --methods LIST     comma-separated, from ls-llama,prompt,dept,prefix,ltuning-prefix,ltuning-prompt,ltuning-prompt-after,sdca (default: all)
           --train-size N     balanced training rows per data set (default: quick 200; full 600)
           --test-size N      balanced test rows per data set (default: quick 100; full 300)
           --epochs N         passes over the training rows (default: quick 1; full 2)
@@ -31,7 +31,7 @@ internal sealed class CompareSettings
 
     public static readonly string[] AllDatasets = ["imdb", "spam", "austen"];
 
-    public static readonly string[] AllMethods = ["ls-llama", "prompt", "dept", "prefix", "ltuning-prefix", "ltuning-prompt", "sdca"];
+    public static readonly string[] AllMethods = ["ls-llama", "prompt", "dept", "prefix", "ltuning-prefix", "ltuning-prompt", "ltuning-prompt-after", "sdca"];
 
     public bool Help { get; private init; }
 

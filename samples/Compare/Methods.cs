@@ -131,16 +131,23 @@ internal static class Methods
                 VirtualTokenCount = 20,
                 LearningRate = 1e-2,
             }, progress))),
-        Tuned("ltuning-prefix", "L-Tuning prefix", "label-text prefixes (1 negative per example) + true/false head, lr 1e-3",
+        Tuned("ltuning-prefix", "L-Tuning prefix", "label-text prefixes (1 negative per example) + matching true/false head, lr 1e-3",
             (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrefix(plan.Common(new LTuningOptions
             {
                 LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
                 LearningRate = 1e-3,
             }, progress))),
-        Tuned("ltuning-prompt", "L-Tuning prompt", "label-text prompts before the text (1 negative per example) + true/false head, lr 1e-3",
+        Tuned("ltuning-prompt", "L-Tuning prompt", "label-text prompts before the text (1 negative per example) + matching true/false head, lr 1e-3",
             (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrompt(plan.Common(new LTuningOptions
             {
                 LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
+                LearningRate = 1e-3,
+            }, progress))),
+        Tuned("ltuning-prompt-after", "L-Tuning prompt, after", "label-text prompts after the text, KV-cached scoring (1 negative per example) + matching true/false head, lr 1e-3",
+            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrompt(plan.Common(new LTuningOptions
+            {
+                LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
+                LabelPlacement = LabelPlacement.After,
                 LearningRate = 1e-3,
             }, progress))),
         new("sdca", "ML.NET SDCA", "FeaturizeText (word and character n-grams) + SdcaMaximumEntropy, 1 thread", Classical),

@@ -13,7 +13,8 @@ namespace Microsoft.ML.LabelTuning.Methods.LTuning;
 /// h ∈ R^(K × l × d). The prefix variant pools each label's states with W = Linear(d, 1) into a length-l vector and maps
 /// it with two Linear(l, l·m·d_kv) layers to key and value prefixes for all m layers; the prompt variant maps the
 /// states with G = Linear(d, d) to l prompt embeddings. A text paired with a label runs with that label's prefix or
-/// prompt, and a true/false head on the pooled last state says whether they match. Class scores are the K pairs'
+/// prompt, and a true/false head on the pooled last state says whether they match (the Matching head also reads the
+/// pooled state times a rank-r map of the label's mean state). Class scores are the K pairs'
 /// "true minus false" logits, computed in one batched pass of B·K rows (or, with the prompt placed after the text,
 /// one pass over the texts plus a cached pass over the K label suffixes).
 /// </summary>
@@ -26,6 +27,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
     private readonly Linear? _labelProjection;
     private readonly Linear _head;
     private readonly Linear? _labelMatch;
+    private readonly Linear? _labelDown;
     private readonly Tensor? _labelMean; // [K, d], frozen: mean of each label's states (Matching head)
     private readonly Tensor _labelHidden; // [K, l, d], frozen
     private readonly Tensor _labelMask;   // [K, l] int64
@@ -94,7 +96,10 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             using var scope = NewDisposeScope();
             var maskF = _labelMask.to(_labelHidden.dtype).unsqueeze(-1); // [K, l, 1]
             _labelMean = (_labelHidden.sum(1) / maskF.sum(1)).detach().DetachFromDisposeScope(); // [K, d]
-            _labelMatch = Linear(d, d, device: device, dtype: dtype);
+            var rank = Math.Min(settings.MatchingRank, d);
+            _labelDown = Linear(d, rank, hasBias: false, device: device, dtype: dtype);
+            _labelMatch = Linear(rank, d, device: device, dtype: dtype);
+            register_module("label_down", _labelDown);
             register_module("label_match", _labelMatch);
         }
 
@@ -115,11 +120,16 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             : [("label_proj", _labelProjection!)];
         if (_labelMatch is not null)
         {
+            modules.Add(("label_down", _labelDown!));
             modules.Add(("label_match", _labelMatch));
         }
 
         modules.Add(("head", _head));
-        return modules.SelectMany(m => new[] { ($"{m.Item1}.weight", m.Item2.weight!), ($"{m.Item1}.bias", m.Item2.bias!) }).ToList();
+        return modules
+            .SelectMany(m => new[] { ($"{m.Item1}.weight", m.Item2.weight), ($"{m.Item1}.bias", m.Item2.bias) })
+            .Where(p => p.Item2 is not null)
+            .Select(p => (p.Item1, p.Item2!))
+            .ToList();
     }
 
     public void FreezeBase()
@@ -260,7 +270,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             return _head.forward(pooled);
         }
 
-        var label = _labelMatch.forward(_labelMean!).index_select(0, labels); // [N, d]
+        var label = _labelMatch.forward(_labelDown!.forward(_labelMean!)).index_select(0, labels); // [K, d] -> [K, r] -> [K, d] -> [N, d]
         return _head.forward(cat([pooled, pooled * label], 1)); // [N, 2d] -> [N, 2]
     }
 

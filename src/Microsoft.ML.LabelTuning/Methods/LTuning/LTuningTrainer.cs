@@ -25,7 +25,7 @@ public sealed class LTuningTrainer : MulticlassLabelTuningTrainer
 
     internal static (TuningMethod Method, JsonElement Settings) Settings(LTuningOptions options, LTuningVariant variant)
     {
-        var settings = new LTuningSettings(variant, options.LabelTexts?.ToArray(), options.NegativesPerExample, options.LabelPlacement, Pooling: options.Pooling, Head: options.Head);
+        var settings = new LTuningSettings(variant, options.LabelTexts?.ToArray(), options.NegativesPerExample, options.LabelPlacement, Pooling: options.Pooling, Head: options.Head, MatchingRank: options.MatchingRank);
         return (variant == LTuningVariant.Prefix ? TuningMethod.LTuningPrefix : TuningMethod.LTuningPrompt,
             JsonSerializer.SerializeToElement(settings, SettingsJson.Options));
     }
