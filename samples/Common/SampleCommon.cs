@@ -54,23 +54,26 @@ public static class TextData
     public static List<TextRow> Load(string path)
         => LoadPairs(path, "Label\tText").Select(p => new TextRow { Label = p.First, Text = p.Second }).ToList();
 
-    /// <summary>The first <paramref name="count"/> / labels rows of each label, in file order (all rows when count is 0).</summary>
-    public static List<TextRow> Balanced(IReadOnlyList<TextRow> rows, int count)
+    /// <summary>
+    /// The first <paramref name="count"/> / labels rows of each label, in file order (all rows when count is 0), after
+    /// skipping the first <paramref name="skipPerLabel"/> rows of each label (to take a second, disjoint subset).
+    /// </summary>
+    public static List<TextRow> Balanced(IReadOnlyList<TextRow> rows, int count, int skipPerLabel = 0)
     {
-        if (count <= 0 || count >= rows.Count)
+        if (skipPerLabel == 0 && (count <= 0 || count >= rows.Count))
         {
             return rows.ToList();
         }
 
         var labels = rows.Select(r => r.Label).Distinct().ToList();
-        var perLabel = Math.Max(1, count / labels.Count);
-        var taken = labels.ToDictionary(l => l, _ => 0);
+        var perLabel = count <= 0 ? int.MaxValue : Math.Max(1, count / labels.Count);
+        var seen = labels.ToDictionary(l => l, _ => 0);
         var result = new List<TextRow>();
         foreach (var row in rows)
         {
-            if (taken[row.Label] < perLabel)
+            var index = seen[row.Label]++;
+            if (index >= skipPerLabel && index - skipPerLabel < perLabel)
             {
-                taken[row.Label]++;
                 result.Add(row);
             }
         }

@@ -3,6 +3,7 @@
 // Run: dotnet run --project samples/Sweep        (again to resume; --fresh to start over)
 using System.Diagnostics;
 using System.Globalization;
+using LabelTuning.Samples;
 using Microsoft.ML;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
@@ -31,19 +32,13 @@ if (settings.Help)
 }
 
 var total = Stopwatch.StartNew();
-var root = Messages.FindRepoRoot();
-var modelPath = Path.GetFullPath(settings.ModelPath ?? Path.Combine(root ?? ".", "models", "labeltuning-default"));
-var dataPath = Path.GetFullPath(settings.DataPath ?? Path.Combine(root ?? ".", "data", "spam"));
-var outPath = Path.GetFullPath(settings.OutPath ?? Path.Combine(root ?? ".", "artifacts", "sweep"));
-foreach (var (what, path) in new[] { ("model config", Path.Combine(modelPath, "config.json")), ("training data", Path.Combine(dataPath, "train.tsv")), ("test data", Path.Combine(dataPath, "test.tsv")) })
+var folders = SampleFolders.Resolve(settings.Cli, dataName: "spam", outName: "sweep");
+if (folders is null)
 {
-    if (!File.Exists(path))
-    {
-        Console.Error.WriteLine($"The {what} '{path}' does not exist. Run from the repository (or pass --model/--data); see docs/sweep.md.");
-        return 1;
-    }
+    return 1;
 }
 
+var (root, modelPath, dataPath, outPath) = (folders.Root, folders.Model, folders.Data, folders.Out);
 TorchRuntime.EnsureInitialized();
 var checkpoint = Path.Combine(outPath, "checkpoint");
 if (settings.Fresh && Directory.Exists(checkpoint))
@@ -53,10 +48,10 @@ if (settings.Fresh && Directory.Exists(checkpoint))
 
 Directory.CreateDirectory(outPath);
 var ml = new MLContext(seed: settings.Seed);
-var allTest = Messages.Load(Path.Combine(dataPath, "test.tsv"));
-var trainRows = Messages.Balanced(Messages.Load(Path.Combine(dataPath, "train.tsv")), settings.TrainSize);
-var validRows = Messages.Balanced(allTest, settings.ValidSize);
-var testRows = settings.TestSize == 0 ? [] : Messages.Balanced(allTest, settings.TestSize, skipPerLabel: validRows.Count / Math.Max(1, validRows.Select(r => r.Label).Distinct().Count()));
+var allTest = TextData.Load(Path.Combine(dataPath, "test.tsv"));
+var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataPath, "train.tsv")), settings.TrainSize);
+var validRows = TextData.Balanced(allTest, settings.ValidSize);
+var testRows = settings.TestSize == 0 ? [] : TextData.Balanced(allTest, settings.TestSize, skipPerLabel: validRows.Count / Math.Max(1, validRows.Select(r => r.Label).Distinct().Count()));
 
 // The search space: every method the library has, with the ranges its options declare ([Range] and [Choice]). The
 // default model is small, so LS-LLaMA's learning-rate range moves up from its 1e-4 default, as the Sentiment sample's.
@@ -94,12 +89,12 @@ else
 
 AnsiConsole.Write(new Rule("[bold]Microsoft.ML.LabelTuning: a sweep over tuning methods[/]").LeftJustified());
 var setup = new Table().HideHeaders().Border(TableBorder.None).AddColumn("").AddColumn("");
-setup.AddRow("base model", Markup.Escape(Messages.Relative(root, modelPath)));
-setup.AddRow("data", Markup.Escape($"{Messages.Relative(root, dataPath)}: {trainRows.Count} training ({Messages.Describe(trainRows)}), {validRows.Count} validation, {testRows.Count} test rows"));
+setup.AddRow("base model", Markup.Escape(RepoPaths.Relative(root, modelPath)));
+setup.AddRow("data", Markup.Escape($"{RepoPaths.Relative(root, dataPath)}: {trainRows.Count} training ({TextData.Describe(trainRows)}), {validRows.Count} validation, {testRows.Count} test rows"));
 setup.AddRow("methods", Markup.Escape(string.Join(", ", space.Methods.Select(m => m.Method))));
 setup.AddRow("tuner", settings.Halving ? "successive halving: 1 epoch, the best third goes on to 3" : "random search");
 setup.AddRow("budget", Markup.Escape($"{settings.Seconds} s{(settings.Trials > 0 ? $", {settings.Trials} trials" : string.Empty)}; metric {settings.Metric}; seed {settings.Seed}"));
-setup.AddRow("checkpoint", Markup.Escape($"{Messages.Relative(root, checkpoint)} (run again to resume, --fresh to start over)"));
+setup.AddRow("checkpoint", Markup.Escape($"{RepoPaths.Relative(root, checkpoint)} (run again to resume, --fresh to start over)"));
 AnsiConsole.Write(setup);
 AnsiConsole.WriteLine();
 
@@ -152,7 +147,7 @@ if (testRows.Count > 0)
     AnsiConsole.MarkupLine($"On {testRows.Count} held-out test rows the best model scores macro accuracy [green]{test.MacroAccuracy:F4}[/], micro accuracy {test.MicroAccuracy:F4}.");
 }
 
-AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(Messages.Relative(root, outPath))}[/]/leaderboard.csv, leaderboard.md, leaderboard.png and best-model.zip in {total.Elapsed.TotalMinutes:F1} min.");
+AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, outPath))}[/]/leaderboard.csv, leaderboard.md, leaderboard.png and best-model.zip in {total.Elapsed.TotalMinutes:F1} min.");
 return 0;
 
 /// <summary>An IProgress that reports on the sweep's thread (Progress&lt;T&gt; would post to the thread pool).</summary>

@@ -1,5 +1,6 @@
-using System.Globalization;
+using LabelTuning.Samples;
 using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Sweep;
 
 namespace SweepSample;
 
@@ -25,186 +26,76 @@ internal sealed class SweepSettings
           --fresh            forget the trials recorded in OUT/checkpoint (by default the sweep resumes from them)
         """;
 
-    public string? ModelPath { get; private set; }
+    /// <summary>The parsed command line, for <c>--model</c>, <c>--data</c> and <c>--out</c> (see <see cref="SampleFolders.Resolve"/>).</summary>
+    public required SampleArgs Cli { get; init; }
 
-    public string? DataPath { get; private set; }
+    public int TrainSize { get; private init; } = 240;
 
-    public string? OutPath { get; private set; }
+    public int ValidSize { get; private init; } = 160;
 
-    public int TrainSize { get; private set; } = 240;
+    public int TestSize { get; private init; } = 300;
 
-    public int ValidSize { get; private set; } = 160;
+    public int MaxLength { get; private init; } = 64;
 
-    public int TestSize { get; private set; } = 300;
+    public int BatchSize { get; private init; } = 16;
 
-    public int MaxLength { get; private set; } = 64;
+    public uint Seconds { get; private init; } = 240;
 
-    public int BatchSize { get; private set; } = 16;
+    public int Trials { get; private init; }
 
-    public uint Seconds { get; private set; } = 240;
+    public bool Halving { get; private init; } = true;
 
-    public int Trials { get; private set; }
+    public LabelTuningMetric Metric { get; private init; } = LabelTuningMetric.MacroAccuracy;
 
-    public bool Halving { get; private set; } = true;
+    public List<TuningMethod> Methods { get; private init; } = [];
 
-    public Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric Metric { get; private set; } = Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric.MacroAccuracy;
+    public int Seed { get; private init; }
 
-    public List<TuningMethod> Methods { get; private set; } = [];
+    public bool Fresh { get; private init; }
 
-    public int Seed { get; private set; }
-
-    public bool Fresh { get; private set; }
-
-    public bool Help { get; private set; }
+    public bool Help { get; private init; }
 
     public static SweepSettings Parse(string[] args)
     {
-        var s = new SweepSettings();
-        for (var i = 0; i < args.Length; i++)
+        var cli = SampleArgs.Parse(args,
+            ["--model", "--data", "--out", "--train-size", "--valid-size", "--test-size", "--max-length", "--batch", "--seconds", "--trials", "--tuner", "--metric", "--methods", "--seed"],
+            ["--fresh"]);
+        return new SweepSettings
         {
-            var arg = args[i];
-            switch (arg)
+            Help = cli.Help,
+            Fresh = cli.Flag("--fresh"),
+            Cli = cli,
+            TrainSize = cli.Int("--train-size", 240, minimum: 2),
+            ValidSize = cli.Int("--valid-size", 160, minimum: 2),
+            TestSize = cli.Int("--test-size", 300),
+            MaxLength = cli.Int("--max-length", 64, minimum: 8),
+            BatchSize = cli.Int("--batch", 16, minimum: 1),
+            Seconds = (uint)cli.Int("--seconds", 240, minimum: 1),
+            Trials = cli.Int("--trials", 0),
+            Seed = cli.Int("--seed", 0),
+            Halving = cli.String("--tuner") switch
             {
-                case "-h" or "--help":
-                    s.Help = true;
-                    continue;
-                case "--fresh":
-                    s.Fresh = true;
-                    continue;
-            }
-
-            if (i + 1 >= args.Length)
+                null or "halving" => true,
+                "random" => false,
+                var value => throw new ArgumentException($"--tuner must be halving or random but is '{value}'."),
+            },
+            Metric = cli.String("--metric") switch
             {
-                throw new ArgumentException($"Option '{arg}' needs a value.");
-            }
-
-            var value = args[++i];
-            switch (arg)
+                null or "macro" => LabelTuningMetric.MacroAccuracy,
+                "micro" => LabelTuningMetric.MicroAccuracy,
+                "logloss" => LabelTuningMetric.LogLoss,
+                "f1" => LabelTuningMetric.F1,
+                var value => throw new ArgumentException($"--metric must be macro, micro, logloss or f1 but is '{value}'."),
+            },
+            Methods = (cli.String("--methods") ?? string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m switch
             {
-                case "--model": s.ModelPath = value; break;
-                case "--data": s.DataPath = value; break;
-                case "--out": s.OutPath = value; break;
-                case "--train-size": s.TrainSize = Int(arg, value, 2); break;
-                case "--valid-size": s.ValidSize = Int(arg, value, 2); break;
-                case "--test-size": s.TestSize = Int(arg, value, 0); break;
-                case "--max-length": s.MaxLength = Int(arg, value, 8); break;
-                case "--batch": s.BatchSize = Int(arg, value, 1); break;
-                case "--seconds": s.Seconds = (uint)Int(arg, value, 1); break;
-                case "--trials": s.Trials = Int(arg, value, 0); break;
-                case "--seed": s.Seed = Int(arg, value, 0); break;
-                case "--tuner":
-                    s.Halving = value switch
-                    {
-                        "halving" => true,
-                        "random" => false,
-                        _ => throw new ArgumentException($"--tuner must be halving or random but is '{value}'."),
-                    };
-                    break;
-                case "--metric":
-                    s.Metric = value switch
-                    {
-                        "macro" => Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric.MacroAccuracy,
-                        "micro" => Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric.MicroAccuracy,
-                        "logloss" => Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric.LogLoss,
-                        "f1" => Microsoft.ML.LabelTuning.Sweep.LabelTuningMetric.F1,
-                        _ => throw new ArgumentException($"--metric must be macro, micro, logloss or f1 but is '{value}'."),
-                    };
-                    break;
-                case "--methods":
-                    s.Methods = value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(m => m switch
-                    {
-                        "ls" => TuningMethod.LabelSupervised,
-                        "prompt" => TuningMethod.PromptTuning,
-                        "prefix" => TuningMethod.PrefixTuning,
-                        "ltuning-prefix" => TuningMethod.LTuningPrefix,
-                        "ltuning-prompt" => TuningMethod.LTuningPrompt,
-                        _ => throw new ArgumentException($"--methods: unknown method '{m}'; use ls, prompt, prefix, ltuning-prefix or ltuning-prompt."),
-                    }).Distinct().ToList();
-                    break;
-                default:
-                    throw new ArgumentException($"Unknown option '{arg}'.");
-            }
-        }
-
-        return s;
+                "ls" => TuningMethod.LabelSupervised,
+                "prompt" => TuningMethod.PromptTuning,
+                "prefix" => TuningMethod.PrefixTuning,
+                "ltuning-prefix" => TuningMethod.LTuningPrefix,
+                "ltuning-prompt" => TuningMethod.LTuningPrompt,
+                _ => throw new ArgumentException($"--methods: unknown method '{m}'; use ls, prompt, prefix, ltuning-prefix or ltuning-prompt."),
+            }).Distinct().ToList(),
+        };
     }
-
-    private static int Int(string option, string value, int minimum)
-    {
-        if (!int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) || n < minimum)
-        {
-            throw new ArgumentException($"{option} must be an integer of at least {minimum} but is '{value}'.");
-        }
-
-        return n;
-    }
-}
-
-/// <summary>One labelled text of the sample's TSV files.</summary>
-public sealed class Message
-{
-    public string Label { get; set; } = string.Empty;
-
-    public string Text { get; set; } = string.Empty;
-}
-
-/// <summary>Reads <c>Label\tText</c> files and takes balanced subsets.</summary>
-internal static class Messages
-{
-    public static List<Message> Load(string path)
-    {
-        var rows = new List<Message>();
-        var lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
-        {
-            if (++lineNumber == 1)
-            {
-                if (!line.StartsWith("Label\tText", StringComparison.Ordinal))
-                {
-                    throw new InvalidDataException($"'{path}' must start with the header 'Label<TAB>Text'.");
-                }
-
-                continue;
-            }
-
-            var tab = line.IndexOf('\t');
-            if (tab <= 0)
-            {
-                throw new InvalidDataException($"Line {lineNumber} of '{path}' has no tab between Label and Text.");
-            }
-
-            rows.Add(new Message { Label = line[..tab], Text = line[(tab + 1)..] });
-        }
-
-        return rows;
-    }
-
-    /// <summary>The first count / labels rows of each label, in file order, skipping the first <paramref name="skipPerLabel"/> of each.</summary>
-    public static List<Message> Balanced(IReadOnlyList<Message> rows, int count, int skipPerLabel = 0)
-    {
-        var labels = rows.Select(r => r.Label).Distinct().Order(StringComparer.Ordinal).ToList();
-        var perLabel = Math.Max(1, count / labels.Count);
-        return labels.SelectMany(l => rows.Where(r => r.Label == l).Skip(skipPerLabel).Take(perLabel)).ToList();
-    }
-
-    public static string Describe(IReadOnlyList<Message> rows)
-        => string.Join(", ", rows.GroupBy(r => r.Label).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Count()} {g.Key}"));
-
-    public static string? FindRepoRoot()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Microsoft.ML.LabelTuning.sln")))
-                {
-                    return dir.FullName;
-                }
-            }
-        }
-
-        return null;
-    }
-
-    public static string Relative(string? root, string path) => root is null ? path : Path.GetRelativePath(root, path).Replace('\\', '/');
 }
