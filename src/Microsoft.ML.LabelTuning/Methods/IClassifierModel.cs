@@ -32,4 +32,11 @@ internal interface IClassifierModel : IDisposable
 
     /// <summary>The training loss of a batch; randomness (dropout, sampled negatives) comes from torch's seeded generator.</summary>
     Tensor Loss(TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights);
+
+    /// <summary>
+    /// The rows and positions per row that a training micro-batch of <paramref name="batchSize"/> texts of
+    /// <paramref name="sequenceLength"/> tokens puts through the decoder: more positions for soft prompts and prefixes,
+    /// more rows where each text is paired with several labels. The memory estimate is made for this shape.
+    /// </summary>
+    (int Rows, int Positions) TrainingShape(int batchSize, int sequenceLength) => (batchSize, sequenceLength);
 }

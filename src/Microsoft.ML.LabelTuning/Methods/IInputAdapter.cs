@@ -22,6 +22,9 @@ internal interface IInputAdapter
 
     /// <summary>Gets the adapter's trainable parameters with stable names.</summary>
     IEnumerable<(string Name, Parameter Parameter)> TrainableParameters { get; }
+
+    /// <summary>Gets the positions the adapter adds before each text: soft-prompt tokens, or prefix keys and values.</summary>
+    int VirtualTokenCount { get; }
 }
 
 /// <summary>The identity adapter: token ids as they are.</summary>
@@ -30,6 +33,8 @@ internal sealed class TokenInputAdapter : IInputAdapter
     public static readonly TokenInputAdapter Instance = new();
 
     public IEnumerable<(string Name, Parameter Parameter)> TrainableParameters => [];
+
+    public int VirtualTokenCount => 0;
 
     public AdaptedInput Adapt(LlamaModel model, Tensor inputIds, Tensor attentionMask, bool causal)
         => new(new LlamaInput { InputIds = inputIds, AttentionMask = attentionMask, Causal = causal }, attentionMask, 0);

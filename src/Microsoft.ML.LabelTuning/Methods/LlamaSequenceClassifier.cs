@@ -103,6 +103,9 @@ internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>, ICla
     /// <inheritdoc/>
     public Tensor Logits(TokenBatch batch) => forward(batch);
 
+    /// <inheritdoc/>
+    public (int Rows, int Positions) TrainingShape(int batchSize, int sequenceLength) => (batchSize, sequenceLength + _adapter.VirtualTokenCount);
+
     /// <summary>Cross-entropy over classes (sequence mode) or over labelled tokens (token mode).</summary>
     public Tensor Loss(TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights)
     {

@@ -118,7 +118,8 @@ public sealed record MemoryEstimate(
             trainable += p.numel();
         }
 
-        return For(model.Config, all.Values.Sum(), trainable, elementBytes, batchSize, sequenceLength);
+        var (rows, positions) = classifier.TrainingShape(batchSize, sequenceLength);
+        return For(model.Config, all.Values.Sum(), trainable, elementBytes, rows, positions);
     }
 
     /// <summary>Formats a byte count as "1.23 GB" (powers of 1024, to match what the OS reports).</summary>

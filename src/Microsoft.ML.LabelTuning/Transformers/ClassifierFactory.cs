@@ -210,7 +210,7 @@ internal static class ClassifierFactory
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             tokenizer.PaddingId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, scales, train, baseSha), scales);
+            RunFingerprint(method, settings, options, scales, train, validation, baseSha), scales);
         if (options.MemoryCheck != MemoryCheck.Off)
         {
             // The worst micro-batch: the length-grouped batcher puts the longest examples together.
@@ -295,7 +295,13 @@ internal static class ClassifierFactory
     }
 
     private static string RunFingerprint(
-        TuningMethod method, JsonElement settings, LabelTuningOptions o, IReadOnlyDictionary<string, double>? scales, IReadOnlyList<Example> train, string baseSha)
+        TuningMethod method,
+        JsonElement settings,
+        LabelTuningOptions o,
+        IReadOnlyDictionary<string, double>? scales,
+        IReadOnlyList<Example> train,
+        IReadOnlyList<Example>? validation,
+        string baseSha)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(Encoding.UTF8.GetBytes(string.Join('|', method, settings.GetRawText(), o.MaxSequenceLength, o.Truncation, o.BatchSize,
@@ -307,11 +313,33 @@ internal static class ClassifierFactory
                 .Select(s => $"{s.Key}={s.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)}"))));
         }
 
-        foreach (var example in train)
+        // What decides the best weights and early stopping, and the loss weights: each only when set, as above.
+        if (o.ClassWeights is not null)
         {
-            sha.AppendData(Encoding.UTF8.GetBytes($"{example.Label}:{string.Join(',', example.Ids)};"));
+            sha.AppendData(Encoding.UTF8.GetBytes("class-weights:" + string.Join(',', o.ClassWeights.Select(w => w.ToString("R", System.Globalization.CultureInfo.InvariantCulture)))));
+        }
+
+        if (o.EarlyStoppingPatience > 0)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes($"patience:{o.EarlyStoppingPatience}"));
+        }
+
+        AppendExamples(sha, train);
+        if (validation is not null)
+        {
+            sha.AppendData(Encoding.UTF8.GetBytes("validation:"));
+            AppendExamples(sha, validation);
         }
 
         return Convert.ToHexString(sha.GetHashAndReset());
+    }
+
+    private static void AppendExamples(IncrementalHash sha, IReadOnlyList<Example> examples)
+    {
+        foreach (var example in examples)
+        {
+            var tags = example.TokenLabels is null ? string.Empty : "/" + string.Join(',', example.TokenLabels); // token classification
+            sha.AppendData(Encoding.UTF8.GetBytes($"{example.Label}:{string.Join(',', example.Ids)}{tags};"));
+        }
     }
 }

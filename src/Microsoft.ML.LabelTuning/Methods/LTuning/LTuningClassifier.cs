@@ -164,6 +164,10 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
 
     public override Tensor forward(TokenBatch batch) => Logits(batch);
 
+    /// <summary>Training runs each text with its true label and the sampled false ones, each with the l label positions.</summary>
+    public (int Rows, int Positions) TrainingShape(int batchSize, int sequenceLength)
+        => (batchSize * (1 + Math.Min(_settings.NegativesPerExample, ClassCount - 1)), sequenceLength + _labelLength);
+
     /// <summary>Binary cross-entropy over each example's true pair and its sampled false pairs.</summary>
     public Tensor Loss(TokenBatch batch, IReadOnlyList<Example> examples, Tensor? classWeights)
     {

@@ -228,6 +228,23 @@ public sealed class LTuningTests
         classifier.Dispose();
     }
 
+    /// <summary>
+    /// The memory estimate made before training counts what L-Tuning really runs: every text once with its true label
+    /// and once per sampled false label, each with the label's l positions.
+    /// </summary>
+    [TestMethod]
+    public void TheMemoryEstimateCountsTheLabelPairsAndTheLabelPositions()
+    {
+        using var scope = NewDisposeScope();
+        var (classifier, _) = Build(LTuningVariant.Prompt, LabelPlacement.Before, LTuningHead.Matching, negatives: 2);
+        var labelLength = LlamaTextTokenizer.FromModelFolder(_model).Encode(_labelTexts.MaxBy(t => t.Length)!, addSpecialTokens: false).Count + 1; // + BOS
+        using var decoder = ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32);
+        var estimate = Training.MemoryEstimate.For(decoder, classifier, 8, 32);
+        Assert.AreEqual(8 * 3, estimate.BatchSize, "each text with its true label and 2 false ones");
+        Assert.IsTrue(estimate.SequenceLength >= 32 + labelLength, $"32 text tokens and at least {labelLength} label positions, got {estimate.SequenceLength}");
+        classifier.Dispose();
+    }
+
     [TestMethod]
     public void SavedModelReloadsInAFreshProcessWithIdenticalScores()
     {
@@ -295,12 +312,12 @@ public sealed class LTuningTests
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(missing).Fit(train)).Message, "every class needs one");
     }
 
-    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement, LTuningHead head)
+    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement, LTuningHead head, int negatives = 1)
     {
         var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
         var factory = new LTuningFactory(variant);
         var settings = factory.Prepare(
-            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, 1, placement, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, negatives, placement, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
             tokenizer, ["negative", "positive", "sport"]);
         random.manual_seed(9);
         var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);

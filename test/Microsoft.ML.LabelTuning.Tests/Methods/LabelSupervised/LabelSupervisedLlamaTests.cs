@@ -267,6 +267,68 @@ public sealed class LabelSupervisedLlamaTests
         }
     }
 
+    /// <summary>
+    /// A checkpoint resumes only the run that wrote it: other class weights, another validation set or another patience
+    /// change what is trained or which weights are kept, so each is refused with a clear error, and the same options
+    /// still resume.
+    /// </summary>
+    [TestMethod]
+    public void ACheckpointRefusesARunWithOtherClassWeightsOrValidationData()
+    {
+        var (ml, train, test, mapLabel) = ToyViews(train: 48);
+        var labelMap = mapLabel.Fit(train);
+        var keyed = labelMap.Transform(train);
+        var validation = labelMap.Transform(test);
+        var dir = Directory.CreateTempSubdirectory("lt-ls-fingerprint-");
+        try
+        {
+            LabelSupervisedLlamaOptions Options()
+            {
+                var o = FastOptions(_model);
+                o.Epochs = 2;
+                o.BatchSize = 8;
+                o.CheckpointFolder = dir.FullName;
+                o.CheckpointEverySteps = 2;
+                o.ValidationSet = validation;
+                return o;
+            }
+
+            using var cancel = new CancellationTokenSource();
+            var first = Options();
+            first.CancellationToken = cancel.Token;
+            first.Progress = new SyncProgress(p =>
+            {
+                if (p.Step == 4)
+                {
+                    cancel.Cancel();
+                }
+            });
+            Assert.ThrowsExactly<OperationCanceledException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(first).Fit(keyed));
+
+            var weighted = Options();
+            weighted.ClassWeights = [1f, 2f, 1f];
+            var otherValidation = Options();
+            otherValidation.ValidationSet = labelMap.Transform(ml.Data.TakeRows(test, 10));
+            var patient = Options();
+            patient.EarlyStoppingPatience = 1;
+            foreach (var (what, options) in new[] { ("class weights", weighted), ("validation set", otherValidation), ("patience", patient) })
+            {
+                var error = Assert.ThrowsExactly<InvalidOperationException>(() => ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(keyed), what);
+                StringAssert.Contains(error.Message, "belongs to a different run", what);
+            }
+
+            var steps = new List<long>();
+            var same = Options();
+            same.Progress = new SyncProgress(p => steps.Add(p.Step));
+            ml.MulticlassClassification.Trainers.LabelSupervisedLlama(same).Fit(keyed).Dispose();
+            Assert.IsTrue(steps.Count > 0 && steps[0] > 1, $"the same options resume the checkpoint (first step {(steps.Count > 0 ? steps[0] : -1)})");
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     [TestMethod]
     public void BinaryTrainerFeedsTheBinaryEvaluator()
     {

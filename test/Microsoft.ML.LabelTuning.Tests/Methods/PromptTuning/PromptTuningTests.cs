@@ -53,6 +53,17 @@ public sealed class PromptTuningTests
             .Build(model, classes, JsonSerializer.SerializeToElement(settings, SettingsJson.Options), tokenLevel: false);
     }
 
+    /// <summary>The memory estimate made before training counts the virtual tokens each text runs with.</summary>
+    [TestMethod]
+    public void TheMemoryEstimateCountsTheVirtualTokens()
+    {
+        using var classifier = Build(_model, new PromptTuningSettings(6, PromptTuningInit.Random, null, 0, 8, 32, 1, Pooling.Last));
+        using var decoder = ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32);
+        var estimate = Training.MemoryEstimate.For(decoder, classifier, 8, 32);
+        Assert.AreEqual(8, estimate.BatchSize);
+        Assert.AreEqual(32 + 6, estimate.SequenceLength, "32 text tokens and 6 virtual tokens");
+    }
+
     [TestMethod]
     [DataRow(PromptTuningInit.Random, 0, 1, DisplayName = "prompt tuning, random init")]
     [DataRow(PromptTuningInit.SampleVocab, 0, 1, DisplayName = "prompt tuning, vocabulary init")]
