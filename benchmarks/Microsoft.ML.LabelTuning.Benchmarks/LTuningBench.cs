@@ -21,7 +21,7 @@ internal static class LTuningBench
         string Variant, string Head, int Classes, int LabelLength, long TrainableParameters, long PaperParameters,
         double TrainExamplesPerSecond, double ScoreRowsPerSecond);
 
-    /// <summary>Scoring time at K classes; the speed-up is prompt-before time over prompt-after (cached) time.</summary>
+    /// <summary>Scoring time at K classes (default matching head); the speed-up is prompt-before time over prompt-after (cached) time.</summary>
     public sealed record Scaling(int Classes, double PrefixMs, double BeforeMs, double AfterMs, double AfterSpeedup);
 
     /// <summary>All figures.</summary>
@@ -121,7 +121,7 @@ internal static class LTuningBench
 
     private static double ScoreMs(LlamaConfig config, LTuningVariant variant, LabelPlacement placement, int classes, int batch, int tokens, int labelLength, int steps)
     {
-        using var classifier = Build(config, variant, placement, classes, labelLength);
+        using var classifier = Build(config, variant, placement, classes, labelLength, LTuningHead.Matching); // the default head
         var texts = Texts(config, batch, tokens);
         var ms = ScoreMs(classifier, texts, steps);
         texts.InputIds.Dispose();

@@ -227,7 +227,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             AttentionMask = afterMask,
             PositionIds = AttentionMasks.PositionIdsFromMask(afterMask),
         }).LastHiddenState;
-        return Head(PoolingOps.Apply(afterHidden, cat([zeros_like(leftMask), labelMask], 1), _settings.Pooling), labels); // label tokens only
+        return Head(PoolingOps.Apply(afterHidden, AfterPoolingMask(leftMask, labelMask), _settings.Pooling), labels);
     }
 
     /// <summary>
@@ -241,13 +241,13 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         var device = batch.InputIds.device;
         var (leftIds, leftMask) = LeftPad(batch.InputIds, batch.AttentionMask);
         using var textCache = new LlamaKvCache(_model.Config.NumHiddenLayers);
-        _model.forward(new LlamaInput
+        var textHidden = _model.forward(new LlamaInput
         {
             InputIds = leftIds,
             AttentionMask = leftMask,
             PositionIds = AttentionMasks.PositionIdsFromMask(leftMask),
             Cache = textCache,
-        });
+        }).LastHiddenState; // [B, T, d]
         using var cache = textCache.Select(arange(b, device: device).repeat_interleave(k)); // [B·K] rows: each text's cache K times
         var labels = arange(k, device: device).repeat(b); // [B·K]
         var prompt = _labelProjection!.forward(_labelHidden).index_select(0, labels); // [B·K, l, d]
@@ -262,7 +262,11 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             PositionIds = positions,
             Cache = cache,
         }).LastHiddenState; // [B·K, l, d]
-        var pairs = Head(PoolingOps.Apply(hidden, labelMask, _settings.Pooling), labels); // [B·K, 2]
+        var pooled = PoolingOps.Apply(
+            cat([textHidden.repeat_interleave(k, 0), hidden], 1), // [B·K, T + l, d]: the text's states are the same for every label
+            AfterPoolingMask(textMask, labelMask),
+            _settings.Pooling); // [B·K, d]
+        var pairs = Head(pooled, labels); // [B·K, 2]
         return (pairs[.., 1] - pairs[.., 0]).view(b, k); // [B, K]
     }
 
@@ -313,6 +317,14 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
         projection.weight!.normal_(0, std);
         projection.bias!.zero_();
     }
+
+    /// <summary>
+    /// Which positions the head pools with the label after the text: the label's with the paper's head (the text's
+    /// states do not depend on the label, so they would only shift every class's score alike), the text's and the
+    /// label's with the matching head, which can weigh the text's own states against the label's encoding.
+    /// </summary>
+    private Tensor AfterPoolingMask(Tensor textMask, Tensor labelMask)
+        => cat([_settings.Head == LTuningHead.Matching ? textMask : zeros_like(textMask), labelMask], 1); // [N, T + l]
 
     /// <summary>Moves each row's real tokens to the right end (left padding).</summary>
     private static (Tensor Ids, Tensor Mask) LeftPad(Tensor ids, Tensor mask)

@@ -62,7 +62,8 @@ public sealed class LTuningOptions : LabelTuningOptions
 
     /// <summary>
     /// Pooling of the final hidden states that the true/false head reads. <see cref="Methods.Pooling.Mean"/> averages
-    /// the text's tokens (with <see cref="LTuning.LabelPlacement.After"/>: the label's tokens), so every token's
+    /// the text's tokens (with <see cref="LTuning.LabelPlacement.After"/>: the label's tokens, and with the
+    /// <see cref="LTuningHead.Matching"/> head the text's too), so every token's
     /// reaction to the label reaches the head. <see cref="Methods.Pooling.Last"/> is the paper's choice (the last
     /// text token, or the last label token); on our small frozen models it does not learn even a toy task, because the
     /// last token's state barely depends on the label (or, after the text, on the text). Default
