@@ -109,7 +109,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine();
         md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 16M tokens");
         md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet. The methods that keep it frozen");
-        md.AppendLine("  (prompt tuning, DePT, prefix tuning and both L-Tuning variants) can use only what those states already hold; LS-LLaMA's LoRA");
+        md.AppendLine("  (prompt tuning, DePT, prefix tuning and the L-Tuning rows) can use only what those states already hold; LS-LLaMA's LoRA");
         md.AppendLine("  can change every layer, but it too needs more than a few dozen optimizer steps.");
         md.AppendLine("- The L-Tuning rows use the Matching head (the default; see [l-tuning.md](methods/l-tuning.md)). With the paper's true/false");
         md.AppendLine("  head alone, L-Tuning stays at chance on IMDB with this model: the frozen model relates a text to a label too weakly.");

@@ -107,7 +107,7 @@ try
         .StartAsync(async ctx =>
         {
             var task = ctx.AddTask("starting", maxValue: settings.Seconds);
-            experiment.SetProgress(new InlineProgress(p =>
+            experiment.SetProgress(new SyncProgress<SweepProgress>(p =>
             {
                 task.Value = Math.Min(settings.Seconds, p.Elapsed.TotalSeconds);
                 var step = p.Training is { } t ? $" epoch {t.Epoch}/{t.Epochs} step {t.Step}/{t.TotalSteps}" : string.Empty;
@@ -149,9 +149,3 @@ if (testRows.Count > 0)
 
 AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, outPath))}[/]/leaderboard.csv, leaderboard.md, leaderboard.png and best-model.zip in {total.Elapsed.TotalMinutes:F1} min.");
 return 0;
-
-/// <summary>An IProgress that reports on the sweep's thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-internal sealed class InlineProgress(Action<SweepProgress> report) : IProgress<SweepProgress>
-{
-    public void Report(SweepProgress value) => report(value);
-}

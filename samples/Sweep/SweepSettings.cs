@@ -29,21 +29,21 @@ internal sealed class SweepSettings
     /// <summary>The parsed command line, for <c>--model</c>, <c>--data</c> and <c>--out</c> (see <see cref="SampleFolders.Resolve"/>).</summary>
     public required SampleArgs Cli { get; init; }
 
-    public int TrainSize { get; private init; } = 240;
+    public int TrainSize { get; private init; }
 
-    public int ValidSize { get; private init; } = 160;
+    public int ValidSize { get; private init; }
 
-    public int TestSize { get; private init; } = 300;
+    public int TestSize { get; private init; }
 
-    public int MaxLength { get; private init; } = 64;
+    public int MaxLength { get; private init; }
 
-    public int BatchSize { get; private init; } = 16;
+    public int BatchSize { get; private init; }
 
-    public uint Seconds { get; private init; } = 240;
+    public uint Seconds { get; private init; }
 
     public int Trials { get; private init; }
 
-    public bool Halving { get; private init; } = true;
+    public bool Halving { get; private init; }
 
     public LabelTuningMetric Metric { get; private init; } = LabelTuningMetric.MacroAccuracy;
 
@@ -60,6 +60,11 @@ internal sealed class SweepSettings
         var cli = SampleArgs.Parse(args,
             ["--model", "--data", "--out", "--train-size", "--valid-size", "--test-size", "--max-length", "--batch", "--seconds", "--trials", "--tuner", "--metric", "--methods", "--seed"],
             ["--fresh"]);
+        if (cli.Free.Count > 0)
+        {
+            throw new ArgumentException($"Unexpected argument '{cli.Free[0]}'; every option starts with --.");
+        }
+
         return new SweepSettings
         {
             Help = cli.Help,

@@ -29,8 +29,8 @@ public enum MemoryCheck
 /// <param name="OptimizerBytes">AdamW's first and second moments per trainable parameter.</param>
 /// <param name="ActivationBytes">Hidden states kept for the backward pass: batch × tokens × layers × (a multiple of the hidden and MLP widths).</param>
 /// <param name="AttentionBytes">Attention masks: batch × tokens² (the fused attention kernel keeps no heads × tokens² scores).</param>
-/// <param name="BatchSize">The micro-batch the activations are for.</param>
-/// <param name="SequenceLength">The tokens per example the activations are for (the longest example).</param>
+/// <param name="BatchSize">The decoder rows of a micro-batch the activations are for (texts, times the label pairs where a method runs each text with several labels).</param>
+/// <param name="SequenceLength">The positions per row the activations are for (the longest example, plus virtual tokens or label positions).</param>
 public sealed record MemoryEstimate(
     long ParameterBytes,
     long GradientBytes,
@@ -141,7 +141,7 @@ public sealed record MemoryEstimate(
     public override string ToString()
         => $"about {FormatBytes(TotalBytes)}: parameters {FormatBytes(ParameterBytes)}, gradients {FormatBytes(GradientBytes)}, " +
            $"AdamW state {FormatBytes(OptimizerBytes)}, activations {FormatBytes(ActivationBytes)} and attention masks " +
-           $"{FormatBytes(AttentionBytes)} for a batch of {BatchSize} × {SequenceLength} tokens";
+           $"{FormatBytes(AttentionBytes)} for a micro-batch of {BatchSize} rows × {SequenceLength} positions";
 
     private static long Saturate(double bytes) => bytes >= long.MaxValue ? long.MaxValue : (long)bytes;
 }

@@ -210,7 +210,7 @@ internal static class ClassifierFactory
             options.BatchSize, options.Epochs, options.LearningRate, options.WeightDecay, options.WarmupRatio,
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             tokenizer.PaddingId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
-            RunFingerprint(method, settings, options, scales, train, validation, baseSha), scales);
+            RunFingerprint(method, settings, options, seed, scales, train, validation, baseSha), scales);
         if (options.MemoryCheck != MemoryCheck.Off)
         {
             // The worst micro-batch: the length-grouped batcher puts the longest examples together.
@@ -298,6 +298,7 @@ internal static class ClassifierFactory
         TuningMethod method,
         JsonElement settings,
         LabelTuningOptions o,
+        int seed,
         IReadOnlyDictionary<string, double>? scales,
         IReadOnlyList<Example> train,
         IReadOnlyList<Example>? validation,
@@ -305,7 +306,7 @@ internal static class ClassifierFactory
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         sha.AppendData(Encoding.UTF8.GetBytes(string.Join('|', method, settings.GetRawText(), o.MaxSequenceLength, o.Truncation, o.BatchSize,
-            o.Epochs, o.LearningRate, o.WeightDecay, o.WarmupRatio, o.GradientAccumulationSteps, o.MaxGradientNorm, o.Seed, baseSha)));
+            o.Epochs, o.LearningRate, o.WeightDecay, o.WarmupRatio, o.GradientAccumulationSteps, o.MaxGradientNorm, seed, baseSha)));
         if (scales is not null)
         {
             // Only when set, so that the fingerprints of methods without learning-rate groups stay as they were.
@@ -316,18 +317,18 @@ internal static class ClassifierFactory
         // What decides the best weights and early stopping, and the loss weights: each only when set, as above.
         if (o.ClassWeights is not null)
         {
-            sha.AppendData(Encoding.UTF8.GetBytes("class-weights:" + string.Join(',', o.ClassWeights.Select(w => w.ToString("R", System.Globalization.CultureInfo.InvariantCulture)))));
+            sha.AppendData(Encoding.UTF8.GetBytes("class-weights:" + string.Join(',', o.ClassWeights.Select(w => w.ToString("R", System.Globalization.CultureInfo.InvariantCulture))) + "\n"));
         }
 
         if (o.EarlyStoppingPatience > 0)
         {
-            sha.AppendData(Encoding.UTF8.GetBytes($"patience:{o.EarlyStoppingPatience}"));
+            sha.AppendData(Encoding.UTF8.GetBytes($"patience:{o.EarlyStoppingPatience}\n"));
         }
 
         AppendExamples(sha, train);
         if (validation is not null)
         {
-            sha.AppendData(Encoding.UTF8.GetBytes("validation:"));
+            sha.AppendData(Encoding.UTF8.GetBytes("\nvalidation:"));
             AppendExamples(sha, validation);
         }
 

@@ -78,7 +78,7 @@ public sealed class MemoryEstimateTests
         Assert.IsNotNull(message);
         Directory.CreateDirectory(Fuzz.ResultsFolder);
         File.WriteAllText(Path.Combine(Fuzz.ResultsFolder, "memory-warning.txt"), message + "\n");
-        StringAssert.Contains(message, "4096 × 4096 tokens");
+        StringAssert.Contains(message, "4096 rows × 4096 positions");
         StringAssert.Contains(message, MemoryEstimate.FormatBytes(estimate.TrainingBytes));
         StringAssert.Contains(message, MemoryEstimate.FormatBytes(available.Value));
         StringAssert.Contains(message, $"activations {MemoryEstimate.FormatBytes(estimate.ActivationBytes)}");
@@ -130,7 +130,7 @@ public sealed class MemoryEstimateTests
             ml.MulticlassClassification.Trainers.LabelSupervisedLlama(Options(MemoryCheck.Warn, warnSteps)).Fit(keyed);
             var warning = warnings.SingleOrDefault(w => w.Contains("only 1 KB is available", StringComparison.Ordinal));
             Assert.IsNotNull(warning, $"no memory warning among: {string.Join(" | ", warnings)}");
-            StringAssert.Contains(warning, "for a batch of 8 × ");
+            StringAssert.Contains(warning, "for a micro-batch of 8 rows × ");
             Assert.AreEqual(3, warnSteps.Count, "with Warn, training goes on");
 
             var failSteps = new List<long>();

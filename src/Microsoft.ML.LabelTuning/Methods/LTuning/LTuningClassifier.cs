@@ -95,7 +95,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
             var maskF = _labelMask.to(_labelHidden.dtype).unsqueeze(-1); // [K, l, 1]
-            _labelMean = (_labelHidden.sum(1) / maskF.sum(1)).detach().DetachFromDisposeScope(); // [K, d]
+            _labelMean = (_labelHidden.sum(1) / maskF.sum(1)).DetachFromDisposeScope(); // [K, d]
             var rank = Math.Min(settings.MatchingRank, d);
             _labelDown = Linear(d, rank, hasBias: false, device: device, dtype: dtype);
             _labelMatch = Linear(rank, d, device: device, dtype: dtype);
@@ -262,11 +262,7 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
             PositionIds = positions,
             Cache = cache,
         }).LastHiddenState; // [B·K, l, d]
-        var pooled = PoolingOps.Apply(
-            cat([textHidden.repeat_interleave(k, 0), hidden], 1), // [B·K, T + l, d]: the text's states are the same for every label
-            AfterPoolingMask(textMask, labelMask),
-            _settings.Pooling); // [B·K, d]
-        var pairs = Head(pooled, labels); // [B·K, 2]
+        var pairs = Head(PoolAfterCached(textHidden, leftMask, hidden, labelMask, k), labels); // [B·K, 2]
         return (pairs[.., 1] - pairs[.., 0]).view(b, k); // [B, K]
     }
 
@@ -325,6 +321,32 @@ internal sealed class LTuningClassifier : Module<TokenBatch, Tensor>, IClassifie
     /// </summary>
     private Tensor AfterPoolingMask(Tensor textMask, Tensor labelMask)
         => cat([_settings.Head == LTuningHead.Matching ? textMask : zeros_like(textMask), labelMask], 1); // [N, T + l]
+
+    /// <summary>
+    /// The cached path's pooling, equal to pooling <see cref="AfterPoolingMask"/> over each pair's text and label states
+    /// but without copying a text's states K times: the text part is pooled once per text and combined with each
+    /// label's part. <paramref name="textHidden"/> is [B, T, d] with mask [B, T]; <paramref name="labelHidden"/> is
+    /// [B·K, l, d] with mask [B·K, l]. Returns [B·K, d].
+    /// </summary>
+    private Tensor PoolAfterCached(Tensor textHidden, Tensor textMask, Tensor labelHidden, Tensor labelMask, int k)
+    {
+        if (_settings.Head != LTuningHead.Matching || _settings.Pooling == Pooling.Last)
+        {
+            return PoolingOps.Apply(labelHidden, labelMask, _settings.Pooling); // the last position is the label's
+        }
+
+        if (_settings.Pooling == Pooling.Max)
+        {
+            var textMax = PoolingOps.Apply(textHidden, textMask, Pooling.Max).repeat_interleave(k, 0); // [B·K, d]
+            return maximum(textMax, PoolingOps.Apply(labelHidden, labelMask, Pooling.Max));
+        }
+
+        var textWeights = textMask.to(textHidden.dtype).unsqueeze(-1); // [B, T, 1]
+        var labelWeights = labelMask.to(labelHidden.dtype).unsqueeze(-1); // [B·K, l, 1]
+        var sum = (textHidden * textWeights).sum(1).repeat_interleave(k, 0) + (labelHidden * labelWeights).sum(1); // [B·K, d]
+        var count = textWeights.sum(1).repeat_interleave(k, 0) + labelWeights.sum(1); // [B·K, 1]
+        return sum / count.clamp_min(1);
+    }
 
     /// <summary>Moves each row's real tokens to the right end (left padding).</summary>
     private static (Tensor Ids, Tensor Mask) LeftPad(Tensor ids, Tensor mask)

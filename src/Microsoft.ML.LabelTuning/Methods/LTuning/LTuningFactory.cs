@@ -51,5 +51,19 @@ internal sealed class LTuningFactory : ITuningMethodFactory
     }
 
     private static LTuningSettings Read(JsonElement settings)
-        => settings.Deserialize<LTuningSettings>(SettingsJson.Options) ?? throw new InvalidDataException("L-Tuning settings are missing.");
+    {
+        var parsed = settings.Deserialize<LTuningSettings>(SettingsJson.Options) ?? throw new InvalidDataException("L-Tuning settings are missing.");
+        if (!Enum.IsDefined(parsed.Head) || !Enum.IsDefined(parsed.Pooling) || !Enum.IsDefined(parsed.Placement))
+        {
+            throw new InvalidDataException($"L-Tuning settings have an unknown head ({parsed.Head}), pooling ({parsed.Pooling}) or label placement ({parsed.Placement}).");
+        }
+
+        if (parsed.MatchingRank < 1 || parsed.NegativesPerExample < 1)
+        {
+            throw new InvalidDataException(
+                $"L-Tuning settings need MatchingRank and NegativesPerExample of at least 1 but have {parsed.MatchingRank} and {parsed.NegativesPerExample}.");
+        }
+
+        return parsed;
+    }
 }

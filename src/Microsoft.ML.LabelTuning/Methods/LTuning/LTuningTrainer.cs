@@ -25,7 +25,8 @@ public sealed class LTuningTrainer : MulticlassLabelTuningTrainer
 
     internal static (TuningMethod Method, JsonElement Settings) Settings(LTuningOptions options, LTuningVariant variant)
     {
-        var settings = new LTuningSettings(variant, options.LabelTexts?.ToArray(), options.NegativesPerExample, options.LabelPlacement, Pooling: options.Pooling, Head: options.Head, MatchingRank: options.MatchingRank);
+        var settings = new LTuningSettings(variant, options.LabelTexts?.ToArray(), options.NegativesPerExample, options.LabelPlacement, Pooling: options.Pooling, Head: options.Head,
+            MatchingRank: options.Head == LTuningHead.Matching ? options.MatchingRank : new LTuningOptions().MatchingRank); // unused by the paper's head
         return (variant == LTuningVariant.Prefix ? TuningMethod.LTuningPrefix : TuningMethod.LTuningPrompt,
             JsonSerializer.SerializeToElement(settings, SettingsJson.Options));
     }

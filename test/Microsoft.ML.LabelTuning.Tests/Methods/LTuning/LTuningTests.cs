@@ -209,10 +209,14 @@ public sealed class LTuningTests
     [DataRow("prompt", LabelPlacement.After)]
     [DataRow("prefix", LabelPlacement.Before, LTuningHead.Matching)]
     [DataRow("prompt", LabelPlacement.After, LTuningHead.Matching)]
-    public void BatchedKWayScoringEqualsOneLabelAtATime(string variant, LabelPlacement placement, LTuningHead head = LTuningHead.TrueFalse)
+    [DataRow("prompt", LabelPlacement.After, LTuningHead.Matching, Pooling.Mean)]
+    [DataRow("prompt", LabelPlacement.After, LTuningHead.Matching, Pooling.Max)]
+    [DataRow("prompt", LabelPlacement.After, LTuningHead.TrueFalse, Pooling.Mean)]
+    public void BatchedKWayScoringEqualsOneLabelAtATime(
+        string variant, LabelPlacement placement, LTuningHead head = LTuningHead.TrueFalse, Pooling pooling = Pooling.Last)
     {
         using var scope = NewDisposeScope();
-        var (classifier, batch) = Build(variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt, placement, head);
+        var (classifier, batch) = Build(variant == "prefix" ? LTuningVariant.Prefix : LTuningVariant.Prompt, placement, head, pooling: pooling);
         using var noGrad = no_grad();
         var batched = classifier.Logits(batch); // [B, K] (After: through the KV cache)
         classifier.SetTraining(true); // the uncached path
@@ -237,11 +241,12 @@ public sealed class LTuningTests
     {
         using var scope = NewDisposeScope();
         var (classifier, _) = Build(LTuningVariant.Prompt, LabelPlacement.Before, LTuningHead.Matching, negatives: 2);
-        var labelLength = LlamaTextTokenizer.FromModelFolder(_model).Encode(_labelTexts.MaxBy(t => t.Length)!, addSpecialTokens: false).Count + 1; // + BOS
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
+        var labelLength = _labelTexts.Max(t => tokenizer.Encode(t, addSpecialTokens: false).Count) + 1; // + BOS
         using var decoder = ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32);
         var estimate = Training.MemoryEstimate.For(decoder, classifier, 8, 32);
         Assert.AreEqual(8 * 3, estimate.BatchSize, "each text with its true label and 2 false ones");
-        Assert.IsTrue(estimate.SequenceLength >= 32 + labelLength, $"32 text tokens and at least {labelLength} label positions, got {estimate.SequenceLength}");
+        Assert.AreEqual(32 + labelLength, estimate.SequenceLength, "32 text tokens and the longest label text's positions");
         classifier.Dispose();
     }
 
@@ -312,12 +317,13 @@ public sealed class LTuningTests
         StringAssert.Contains(Assert.ThrowsExactly<ArgumentException>(() => ml.MulticlassClassification.Trainers.LTuningPrompt(missing).Fit(train)).Message, "every class needs one");
     }
 
-    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(LTuningVariant variant, LabelPlacement placement, LTuningHead head, int negatives = 1)
+    private static (LTuningClassifier Classifier, TokenBatch Batch) Build(
+        LTuningVariant variant, LabelPlacement placement, LTuningHead head, int negatives = 1, Pooling pooling = Pooling.Last)
     {
         var tokenizer = LlamaTextTokenizer.FromModelFolder(_model);
         var factory = new LTuningFactory(variant);
         var settings = factory.Prepare(
-            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, negatives, placement, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
+            System.Text.Json.JsonSerializer.SerializeToElement(new LTuningSettings(variant, _labelTexts, negatives, placement, Pooling: pooling, Head: head), Microsoft.ML.LabelTuning.Methods.SettingsJson.Options),
             tokenizer, ["negative", "positive", "sport"]);
         random.manual_seed(9);
         var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
