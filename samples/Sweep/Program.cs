@@ -51,7 +51,7 @@ var ml = new MLContext(seed: settings.Seed);
 var allTest = TextData.Load(Path.Combine(dataPath, "test.tsv"));
 var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataPath, "train.tsv")), settings.TrainSize);
 var validRows = TextData.Balanced(allTest, settings.ValidSize);
-var testRows = settings.TestSize == 0 ? [] : TextData.Balanced(allTest, settings.TestSize, skipPerLabel: validRows.Count / Math.Max(1, validRows.Select(r => r.Label).Distinct().Count()));
+var testRows = settings.TestSize == 0 ? [] : TextData.Balanced(allTest, settings.TestSize, skipPerLabel: validRows.Count == 0 ? 0 : validRows.GroupBy(r => r.Label).Max(g => g.Count()));
 
 // The search space: every method the library has, with the ranges its options declare ([Range] and [Choice]). The
 // default model is small, so LS-LLaMA's learning-rate range moves up from its 1e-4 default, as the Sentiment sample's.
