@@ -105,34 +105,26 @@ setup.AddRow("threads", $"{TorchRuntime.Threads} (LABELTUNING_THREADS)");
 AnsiConsole.Write(setup);
 AnsiConsole.WriteLine();
 
+// Both L-Tuning variants train with the same options.
+LTuningOptions LTuning(IProgress<TrainingProgress> progress) => new()
+{
+    ModelPath = modelPath,
+    LabelTexts = labelTexts,
+    MaxSequenceLength = maxLength,
+    Epochs = epochs,
+    BatchSize = batch,
+    LearningRate = 1e-3,
+    NegativesPerExample = 1,
+    Seed = seed,
+    Progress = progress,
+};
+
 var methods = new List<(string Id, string Name, Func<IProgress<TrainingProgress>, MulticlassLabelTuningTrainer> Trainer)>
 {
     // L-Tuning encodes each label text with the frozen model and learns label-specific prefixes (or prompts) from it;
     // a true/false head then judges "does this passage go with this label?", and scoring takes the best label.
-    ("ltuning-prefix", "L-Tuning prefix", progress => ml.MulticlassClassification.Trainers.LTuningPrefix(new LTuningOptions
-    {
-        ModelPath = modelPath,
-        LabelTexts = labelTexts,
-        MaxSequenceLength = maxLength,
-        Epochs = epochs,
-        BatchSize = batch,
-        LearningRate = 1e-3,
-        NegativesPerExample = 1,
-        Seed = seed,
-        Progress = progress,
-    })),
-    ("ltuning-prompt", "L-Tuning prompt", progress => ml.MulticlassClassification.Trainers.LTuningPrompt(new LTuningOptions
-    {
-        ModelPath = modelPath,
-        LabelTexts = labelTexts,
-        MaxSequenceLength = maxLength,
-        Epochs = epochs,
-        BatchSize = batch,
-        LearningRate = 1e-3,
-        NegativesPerExample = 1,
-        Seed = seed,
-        Progress = progress,
-    })),
+    ("ltuning-prefix", "L-Tuning prefix", progress => ml.MulticlassClassification.Trainers.LTuningPrefix(LTuning(progress))),
+    ("ltuning-prompt", "L-Tuning prompt", progress => ml.MulticlassClassification.Trainers.LTuningPrompt(LTuning(progress))),
     // Prompt tuning ignores the label texts: 20 trainable virtual tokens before the passage and a six-way label head.
     ("prompt", "Prompt tuning", progress => ml.MulticlassClassification.Trainers.PromptTuning(new PromptTuningOptions
     {
