@@ -2,6 +2,7 @@
 // ML.NET's classical text pipeline on the same split. Run: ./build.sh   or   dotnet run --project samples/Sentiment
 using System.Diagnostics;
 using System.Globalization;
+using LabelTuning.Samples;
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning;
@@ -49,9 +50,9 @@ foreach (var (what, path) in new[] { ("model config", Path.Combine(modelPath, "c
 TorchRuntime.EnsureInitialized();
 Directory.CreateDirectory(outPath);
 var ml = new MLContext(seed: settings.Seed);
-var allTrain = Reviews.Load(Path.Combine(dataPath, "train.tsv"));
-var allTest = Reviews.Load(Path.Combine(dataPath, "test.tsv"));
-var trainRows = Reviews.Balanced(allTrain, settings.TrainSize);
+var allTrain = TextData.Load(Path.Combine(dataPath, "train.tsv"));
+var allTest = TextData.Load(Path.Combine(dataPath, "test.tsv"));
+var trainRows = TextData.Balanced(allTrain, settings.TrainSize);
 var testRows = settings.TestSize == 0 ? allTest : allTest.Take(settings.TestSize).ToList();
 var train = ml.Data.LoadFromEnumerable(trainRows);
 var test = ml.Data.LoadFromEnumerable(testRows);
@@ -59,8 +60,8 @@ var test = ml.Data.LoadFromEnumerable(testRows);
 AnsiConsole.Write(new Rule("[bold]Microsoft.ML.LabelTuning: IMDB sentiment with LS-LLaMA[/]").LeftJustified());
 var config = Microsoft.ML.LabelTuning.Llama.LlamaConfig.Load(Path.Combine(modelPath, "config.json"));
 var setup = new Table().HideHeaders().Border(TableBorder.None).AddColumn("").AddColumn("");
-setup.AddRow("base model", Markup.Escape($"{Reviews.Relative(root, modelPath)} (hidden {config.HiddenSize}, {config.NumHiddenLayers} layers, vocabulary {config.VocabSize})"));
-setup.AddRow("data", Markup.Escape($"{Reviews.Relative(root, dataPath)}: {trainRows.Count} training reviews ({Reviews.Describe(trainRows)}), {testRows.Count} test reviews ({Reviews.Describe(testRows)})"));
+setup.AddRow("base model", Markup.Escape($"{RepoPaths.Relative(root, modelPath)} (hidden {config.HiddenSize}, {config.NumHiddenLayers} layers, vocabulary {config.VocabSize})"));
+setup.AddRow("data", Markup.Escape($"{RepoPaths.Relative(root, dataPath)}: {trainRows.Count} training reviews ({TextData.Describe(trainRows)}), {testRows.Count} test reviews ({TextData.Describe(testRows)})"));
 setup.AddRow("method", Markup.Escape($"LS-LLaMA: LoRA r={settings.LoraRank} on {settings.TargetsText} + a label head on the {(settings.Pooling == Microsoft.ML.LabelTuning.Methods.Pooling.Last ? "last token" : "mean of the tokens")}"));
 setup.AddRow("training", Markup.Escape($"{settings.Epochs} epochs, batch {settings.BatchSize}, peak lr {settings.LearningRate:G3}, first {settings.MaxLength} tokens of each review"));
 setup.AddRow("threads", $"{TorchRuntime.Threads} (LABELTUNING_THREADS)");
@@ -68,35 +69,11 @@ AnsiConsole.Write(setup);
 AnsiConsole.WriteLine();
 
 // 1. Fine-tune LS-LLaMA.
-var curve = new List<(long Step, double Loss)>();
-ITransformer model = null!;
-var trainClock = Stopwatch.StartNew();
-AnsiConsole.Progress()
-    .AutoClear(false)
-    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
-    .Start(ctx =>
-    {
-        var task = ctx.AddTask("LS-LLaMA fine-tuning", maxValue: 1);
-        var progress = new SyncProgress<TrainingProgress>(p =>
-        {
-            if (p.IsValidation)
-            {
-                return;
-            }
-
-            curve.Add((p.Step, p.Loss));
-            task.MaxValue = p.TotalSteps;
-            task.Value = p.Step;
-            var recent = curve.TakeLast(10).Average(c => c.Loss);
-            task.Description = $"LS-LLaMA epoch {p.Epoch}/{p.Epochs} loss {recent:F3} {p.TokensPerSecond:F0} tok/s";
-        });
-        var pipeline = ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
-            .Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(settings.ToOptions(modelPath, progress)))
-            .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedText", "PredictedLabel"));
-        model = pipeline.Fit(train);
-        task.Value = task.MaxValue;
-    });
-trainClock.Stop();
+var (model, curve, trainTime) = TrainingBar.Run("LS-LLaMA", progress =>
+    (ITransformer)ml.Transforms.Conversion.MapValueToKey("Label", keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByValue)
+        .Append(ml.MulticlassClassification.Trainers.LabelSupervisedLlama(settings.ToOptions(modelPath, progress)))
+        .Append(ml.Transforms.Conversion.MapKeyToValue("PredictedText", "PredictedLabel"))
+        .Fit(train));
 var tuned = ((IEnumerable<ITransformer>)model).OfType<Microsoft.ML.LabelTuning.Transformers.LabelTuningTransformerBase>().Single();
 var trainable = tuned.TrainableParameterCount;
 
@@ -105,7 +82,7 @@ var scoreClock = Stopwatch.StartNew();
 MulticlassClassificationMetrics llama = null!;
 AnsiConsole.Status().Start($"Scoring {testRows.Count} test reviews...", _ => llama = ml.MulticlassClassification.Evaluate(model.Transform(test)));
 scoreClock.Stop();
-var llamaResult = new MethodResult(settings.ModelPath is null ? "LS-LLaMA" : $"LS-LLaMA ({Path.GetFileName(modelPath.TrimEnd('/'))})", llama, trainClock.Elapsed, trainable, testRows.Count / scoreClock.Elapsed.TotalSeconds);
+var llamaResult = new MethodResult(settings.ModelPath is null ? "LS-LLaMA" : $"LS-LLaMA ({Path.GetFileName(modelPath.TrimEnd('/'))})", llama, trainTime, trainable, testRows.Count / scoreClock.Elapsed.TotalSeconds);
 Report.Metrics(llamaResult);
 
 // 3. ML.NET's classical pipeline on the same rows: word and character n-gram TF-IDF + SDCA maximum entropy.
@@ -124,22 +101,22 @@ var sentences = settings.Sentences.Count > 0 ? settings.Sentences :
     "Two hours of my life I will never get back. Dull, predictable and badly acted.",
     "The plot was thin, but the music and the photography kept me watching.",
 ];
-var engine = ml.Model.CreatePredictionEngine<Review, ReviewPrediction>(loaded);
-var check = ml.Model.CreatePredictionEngine<Review, ReviewPrediction>(model);
+var engine = ml.Model.CreatePredictionEngine<TextRow, ReviewPrediction>(loaded);
+var check = ml.Model.CreatePredictionEngine<TextRow, ReviewPrediction>(model);
 var positiveIndex = tuned.ClassNames.ToList().IndexOf("positive");
 var predictions = new Table().Title($"Predictions of the reloaded {Path.GetFileName(zip)} ({new FileInfo(zip).Length / 1024.0:F0} KB)").AddColumn("sentence").AddColumn("predicted").AddColumn("P(positive)");
 var identical = true;
 foreach (var sentence in sentences)
 {
-    var p = engine.Predict(new Review { Text = sentence });
-    var q = check.Predict(new Review { Text = sentence });
+    var p = engine.Predict(new TextRow { Text = sentence });
+    var q = check.Predict(new TextRow { Text = sentence });
     identical &= p.PredictedText == q.PredictedText && p.Score.SequenceEqual(q.Score);
     predictions.AddRow(Markup.Escape(sentence), p.PredictedText == "positive" ? "[green]positive[/]" : "[red]negative[/]", p.Score[positiveIndex].ToString("F3"));
 }
 
 AnsiConsole.Write(predictions);
 AnsiConsole.MarkupLine(identical
-    ? $"Saved [blue]{Markup.Escape(Reviews.Relative(root, zip))}[/]; the reloaded model scores exactly as the trained one."
+    ? $"Saved [blue]{Markup.Escape(RepoPaths.Relative(root, zip))}[/]; the reloaded model scores exactly as the trained one."
     : "[red]The reloaded model scores differently from the trained one.[/]");
 
 // 5. The training curve.
@@ -151,12 +128,6 @@ chart.AddSeries($"mean of {window} steps", curve.Select(c => (double)c.Step).ToA
     curve.Select((_, i) => curve.Skip(Math.Max(0, i - window + 1)).Take(Math.Min(window, i + 1)).Average(c => c.Loss)).ToArray());
 chart.YMin = 0;
 chart.Save(chartPath);
-AnsiConsole.MarkupLine($"Training curve: [blue]{Markup.Escape(Reviews.Relative(root, chartPath))}[/]");
+AnsiConsole.MarkupLine($"Training curve: [blue]{Markup.Escape(RepoPaths.Relative(root, chartPath))}[/]");
 AnsiConsole.MarkupLine($"Total time {total.Elapsed.TotalMinutes:F1} min. Bring your own model for real accuracy: [grey]dotnet run --project samples/Sentiment -- --model <Hugging Face folder>[/]");
 return identical ? 0 : 1;
-
-/// <summary>An IProgress that reports on the training thread (Progress&lt;T&gt; would post to the thread pool).</summary>
-internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
-{
-    public void Report(T value) => report(value);
-}
