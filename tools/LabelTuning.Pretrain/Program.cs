@@ -13,7 +13,13 @@ const string usage = """
                --corpus FILE            training text, repeatable (default data/.cache/pretrain/corpus.txt)
                --valid FILE             validation text (default data/.cache/pretrain/valid.txt)
                --tokenizer DIR          tokenizer folder (default models/labeltuning-default)
-               --max-tokens N           token budget; the cosine schedule ends here (default 48000000)
+               --state DIR              portable state committed to the repository: the run starts from it when the
+                                        run dir holds no checkpoint, and rewrites it at every checkpoint
+                                        (default models/labeltuning-default/pretraining; "none" disables)
+               --max-tokens N           token budget; the schedule ends here (default 48000000)
+               --schedule wsd|cosine    warmup-stable-decay (default) or cosine
+               --decay-fraction X       the last fraction of the steps over which wsd decays (default 0.2)
+               --resume-warmup N        re-warmup steps after a start from the portable state (default 50)
                --max-minutes M          stop this process after M minutes, with a checkpoint (resume later)
                --lr X --warmup N --min-lr-ratio X --weight-decay X --seed N
                --batch N --seq N        (default 16 x 256)
@@ -24,6 +30,8 @@ const string usage = """
                --valid FILE --corpus FILE  (to score the exported weights and count the corpus; defaults as for train)
       status   print the run's position and best validation perplexity
                --run-dir DIR
+      seed-state  write a first portable state from exported weights (a one-time migration of a run whose
+               checkpoint was lost): --from DIR --step N --train-hours H --note TEXT, plus the train options
     Threads: LABELTUNING_THREADS (default: all cores).
     """;
 
@@ -62,6 +70,24 @@ switch (args[0])
             return 0;
         }
 
+    case "seed-state":
+        {
+            TorchRuntime.EnsureInitialized();
+            var pretrainer = BuildOptions();
+            if (pretrainer is null)
+            {
+                return 1;
+            }
+
+            new CausalLmPretrainer(pretrainer).WritePortableStateFromModel(
+                Path.GetFullPath(options.Get("from") ?? Path.Combine(root, "models", "labeltuning-default")),
+                options.GetLong("step", 0),
+                options.GetDouble("train-hours", 0) * 3600,
+                options.Get("note") ?? "seeded from exported weights");
+            Console.WriteLine($"wrote {Path.Combine(pretrainer.PortableStateFolder!, "pretraining-state.json")}");
+            return 0;
+        }
+
     case "status":
         Console.WriteLine(Export.Status(RunDir()));
         return 0;
@@ -71,9 +97,8 @@ switch (args[0])
         return 2;
 }
 
-int Train()
+CausalLmPretrainerOptions? BuildOptions()
 {
-    TorchRuntime.EnsureInitialized();
     var runDir = RunDir();
     var tokenizer = Path.GetFullPath(options.Get("tokenizer") ?? Path.Combine(root, "models", "labeltuning-default"));
     var corpus = options.GetAll("corpus").Select(Path.GetFullPath).ToList();
@@ -88,11 +113,12 @@ int Train()
         if (!File.Exists(file))
         {
             Console.Error.WriteLine($"'{file}' does not exist. Build the corpus first: bash data/fetch.sh && dotnet run --project tools/LabelTuning.DataPrep -- build-all");
-            return 1;
+            return null;
         }
     }
 
-    var pretrainer = new CausalLmPretrainerOptions
+    var state = options.Get("state") ?? Path.Combine(root, "models", "labeltuning-default", "pretraining");
+    return new CausalLmPretrainerOptions
     {
         ModelConfig = DefaultModel.Config,
         TokenizerFolder = tokenizer,
@@ -102,7 +128,16 @@ int Train()
         BatchSize = options.GetInt("batch", 16),
         LearningRate = options.GetDouble("lr", DefaultModel.LearningRate),
         WarmupSteps = options.GetInt("warmup", DefaultModel.WarmupSteps),
-        MinLearningRateRatio = options.GetDouble("min-lr-ratio", 0.1),
+        MinLearningRateRatio = options.GetDouble("min-lr-ratio", DefaultModel.MinLearningRateRatio),
+        Schedule = (options.Get("schedule") ?? "wsd") switch
+        {
+            "wsd" => PretrainingSchedule.WarmupStableDecay,
+            "cosine" => PretrainingSchedule.Cosine,
+            var other => throw new ArgumentException($"--schedule must be 'wsd' or 'cosine' but is '{other}'."),
+        },
+        DecayFraction = options.GetDouble("decay-fraction", DefaultModel.DecayFraction),
+        ResumeWarmupSteps = options.GetInt("resume-warmup", DefaultModel.ResumeWarmupSteps),
+        PortableStateFolder = state == "none" ? null : Path.GetFullPath(state),
         WeightDecay = options.GetDouble("weight-decay", 0.1),
         MaxTokens = options.GetLong("max-tokens", DefaultModel.MaxTokens),
         MaxMinutes = options.Get("max-minutes") is null ? null : options.GetDouble("max-minutes", 0),
@@ -113,6 +148,18 @@ int Train()
         Seed = options.GetInt("seed", 0),
         Progress = new ConsoleProgress(),
     };
+}
+
+int Train()
+{
+    TorchRuntime.EnsureInitialized();
+    var runDir = RunDir();
+    if (BuildOptions() is not { } pretrainer)
+    {
+        return 1;
+    }
+
+    var corpus = pretrainer.CorpusFiles;
 
     // Ctrl+C and SIGTERM stop at the next step boundary and write a checkpoint before exiting.
     using var cancel = new CancellationTokenSource();
@@ -128,7 +175,7 @@ int Train()
     pretrainer.CancellationToken = cancel.Token;
 
     Console.WriteLine($"run dir {runDir}; threads {TorchRuntime.Threads}; corpus {string.Join(", ", corpus)}");
-    Console.WriteLine($"model {DefaultModel.Describe()}; batch {pretrainer.BatchSize} x {pretrainer.SequenceLength}; lr {pretrainer.LearningRate} warmup {pretrainer.WarmupSteps}; max tokens {pretrainer.MaxTokens:N0}");
+    Console.WriteLine($"model {DefaultModel.Describe()}; batch {pretrainer.BatchSize} x {pretrainer.SequenceLength}; lr {pretrainer.LearningRate} warmup {pretrainer.WarmupSteps}; {pretrainer.Schedule} (decay {pretrainer.DecayFraction}, floor {pretrainer.MinLearningRateRatio}); max tokens {pretrainer.MaxTokens:N0}; portable state {pretrainer.PortableStateFolder ?? "none"}");
     try
     {
         var summary = new CausalLmPretrainer(pretrainer).Run();
@@ -159,6 +206,9 @@ internal static class DefaultModel
     public const double LearningRate = 1e-3;
     public const int WarmupSteps = 300;
     public const long MaxTokens = 48_000_000;
+    public const double MinLearningRateRatio = 0.01;
+    public const double DecayFraction = 0.2;
+    public const int ResumeWarmupSteps = 50;
 
     public static LlamaConfig Config { get; } = new()
     {

@@ -82,7 +82,10 @@ public sealed class CausalLmPretrainer
         var tokensPerStep = (long)o.BatchSize * o.SequenceLength;
         var maxTokens = o.MaxTokens ?? corpus.WindowCount * o.SequenceLength;
         var totalSteps = Math.Max(1, (maxTokens + tokensPerStep - 1) / tokensPerStep);
-        var fingerprint = Fingerprint(config, corpus, validation);
+        var recipe = Recipe(config, corpus, validation);
+        var fingerprint = FingerprintOf(recipe);
+        var validationHash = validation?.ContentHash ?? "none";
+        var tokenizerSha = PortablePretrainingState.Sha256Of(tokenizer.TokenizerFile);
         var metricsPath = o.MetricsFile ?? (o.CheckpointFolder is null ? null : Path.Combine(o.CheckpointFolder, PretrainingCheckpoint.MetricsFileName));
 
         random.manual_seed(o.Seed);
@@ -98,6 +101,7 @@ public sealed class CausalLmPretrainer
 
         var state = new PretrainingState { Fingerprint = fingerprint };
         var resumed = false;
+        var history = new List<string>();
         if (o.CheckpointFolder is not null)
         {
             Directory.CreateDirectory(o.CheckpointFolder);
@@ -113,6 +117,42 @@ public sealed class CausalLmPretrainer
                 PretrainingCheckpoint.Load(o.CheckpointFolder, saved, parameters, optimizer);
                 state = saved;
                 resumed = true;
+                if (o.PortableStateFolder is not null && PortablePretrainingState.Read(o.PortableStateFolder) is { } portable)
+                {
+                    history.AddRange(portable.History);
+                }
+            }
+            else if (o.PortableStateFolder is not null && PortablePretrainingState.Read(o.PortableStateFolder) is { } portable)
+            {
+                PortablePretrainingState.CheckMatches(o.PortableStateFolder, portable, corpus.ContentHash, validationHash, tokenizerSha, fingerprint, recipe);
+                PortablePretrainingState.LoadWeights(o.PortableStateFolder, portable, parameters);
+                state = new PretrainingState
+                {
+                    Step = portable.Step,
+                    OptimizerSteps = 0,
+                    Tokens = portable.Tokens,
+                    Epoch = portable.Epoch,
+                    WindowInEpoch = portable.WindowInEpoch,
+                    TrainSeconds = portable.TrainSeconds,
+                    Fingerprint = fingerprint,
+                    MomentsResetAtStep = portable.Step,
+                    ResumeWarmupSteps = o.ResumeWarmupSteps,
+                };
+                history.AddRange(portable.History);
+                history.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"{DateTime.UtcNow:yyyy-MM-dd}: continued from the portable state at step {portable.Step} ({portable.Tokens:N0} tokens) on {TorchRuntime.Threads} thread(s); AdamW moments reset, learning rate re-warmed over {o.ResumeWarmupSteps} steps"));
+                resumed = true;
+                var portableMetrics = Path.Combine(o.PortableStateFolder, PretrainingCheckpoint.MetricsFileName);
+                if (metricsPath is not null && File.Exists(portableMetrics))
+                {
+                    AtomicFile.WriteText(metricsPath, File.ReadAllText(portableMetrics));
+                }
+            }
+
+            if (!resumed)
+            {
+                history.Add(string.Create(CultureInfo.InvariantCulture,
+                    $"{DateTime.UtcNow:yyyy-MM-dd}: started from random initialisation (seed {o.Seed}) on {TorchRuntime.Threads} thread(s)"));
             }
 
             AtomicFile.WriteText(Path.Combine(o.CheckpointFolder, HfModelFolder.ConfigFileName),
@@ -133,6 +173,15 @@ public sealed class CausalLmPretrainer
         }
 
         var run = new RunState(state, Stopwatch.StartNew());
+        var portableInfo = new PortableStateInfo
+        {
+            Fingerprint = fingerprint,
+            CorpusHash = corpus.ContentHash,
+            ValidationHash = validationHash,
+            TokenizerSha256 = tokenizerSha,
+            Recipe = recipe,
+            History = history,
+        };
         var window = new long[o.BatchSize * (o.SequenceLength + 1)];
         var lastCheckpoint = Stopwatch.StartNew();
         var completed = state.Step >= totalSteps;
@@ -149,7 +198,7 @@ public sealed class CausalLmPretrainer
                 }
 
                 var stepClock = Stopwatch.StartNew();
-                var lr = LearningRateAt(run.Step, totalSteps);
+                var lr = LearningRateAt(run.Step, totalSteps) * RewarmFactor(run.Step, state);
                 var loss = TrainStep(model, parameters, optimizer, corpus, order, run.Step, lr, window);
                 run.Step++;
                 run.StepSeconds += stepClock.Elapsed.TotalSeconds;
@@ -198,7 +247,7 @@ public sealed class CausalLmPretrainer
                     || lastCheckpoint.Elapsed.TotalMinutes >= o.CheckpointIntervalMinutes;
                 if (o.CheckpointFolder is not null && checkpointDue && run.Step < totalSteps)
                 {
-                    WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, fingerprint);
+                    WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, state, portableInfo, metricsPath);
                     lastCheckpoint.Restart();
                 }
             }
@@ -207,7 +256,7 @@ public sealed class CausalLmPretrainer
         {
             if (o.CheckpointFolder is not null)
             {
-                WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, fingerprint);
+                WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, state, portableInfo, metricsPath);
             }
 
             throw;
@@ -215,7 +264,7 @@ public sealed class CausalLmPretrainer
 
         if (o.CheckpointFolder is not null)
         {
-            WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, fingerprint);
+            WriteCheckpoint(run, parameters, optimizer, order, tokensPerStep, state, portableInfo, metricsPath);
         }
 
         completed = run.Step >= totalSteps;
@@ -234,11 +283,103 @@ public sealed class CausalLmPretrainer
     }
 
     /// <summary>
-    /// Linear warmup to the peak over <see cref="CausalLmPretrainerOptions.WarmupSteps"/>, then cosine decay to
-    /// <c>peak × MinLearningRateRatio</c> at the last step. A pure function of the step.
+    /// Writes a first portable state into <see cref="CausalLmPretrainerOptions.PortableStateFolder"/> from the weights
+    /// of an exported model folder at <paramref name="step"/> of this run's recipe: a one-time migration for a run whose
+    /// full checkpoint was lost but whose exported weights were kept. The position (tokens, data order) follows from the
+    /// step; the AdamW moments start from zero. Refused when the folder already holds a state.
+    /// </summary>
+    /// <param name="modelFolder">A Hugging Face folder with the run's weights (any float dtype; converted to float32).</param>
+    /// <param name="step">The optimizer step those weights are from.</param>
+    /// <param name="trainSeconds">The wall time the run had spent to reach them.</param>
+    /// <param name="note">How the weights came to be, recorded first in the state's history.</param>
+    /// <exception cref="InvalidOperationException">No portable folder is set, or it already holds a state.</exception>
+    public void WritePortableStateFromModel(string modelFolder, long step, double trainSeconds, string note)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(modelFolder);
+        ArgumentOutOfRangeException.ThrowIfNegative(step);
+        TorchRuntime.EnsureInitialized();
+        var o = _options;
+        var folder = o.PortableStateFolder
+            ?? throw new InvalidOperationException("PortableStateFolder must name the folder to write the state to.");
+        if (PortablePretrainingState.Read(folder) is not null)
+        {
+            throw new InvalidOperationException(
+                $"'{Path.Combine(folder, PortablePretrainingState.StateFileName)}' already holds a state; the run would restart from another point. Delete it first if that is meant.");
+        }
+
+        var config = o.ModelConfig!;
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(o.TokenizerFolder);
+        var cacheFolder = o.CheckpointFolder is null ? null : Path.Combine(o.CheckpointFolder, "cache");
+        var corpus = PackedCorpus.Build(o.CorpusFiles, tokenizer, o.SequenceLength, TorchRuntime.Threads, cacheFolder);
+        var validation = o.ValidationFile is null
+            ? null
+            : PackedCorpus.Build([o.ValidationFile], tokenizer, o.SequenceLength, TorchRuntime.Threads, cacheFolder);
+        var recipe = Recipe(config, corpus, validation);
+        var (epoch, index) = new WindowOrder(corpus.WindowCount, o.Seed).Locate(step * o.BatchSize);
+        using var model = CheckpointLoader.LoadCausalLM(modelFolder);
+        var loaded = model.Config;
+        if ((loaded.HiddenSize, loaded.IntermediateSize, loaded.NumHiddenLayers, loaded.NumAttentionHeads, loaded.KeyValueHeadCount, loaded.VocabSize, loaded.TieWordEmbeddings)
+            != (config.HiddenSize, config.IntermediateSize, config.NumHiddenLayers, config.NumAttentionHeads, config.KeyValueHeadCount, config.VocabSize, config.TieWordEmbeddings))
+        {
+            throw new InvalidDataException(
+                $"The model in '{modelFolder}' (hidden {loaded.HiddenSize}, {loaded.NumHiddenLayers} layers, vocab {loaded.VocabSize}) has another architecture than ModelConfig (hidden {config.HiddenSize}, {config.NumHiddenLayers} layers, vocab {config.VocabSize}).");
+        }
+
+        var parameters = model.named_parameters().Select(p => (p.name, p.parameter)).ToList();
+        PortablePretrainingState.Write(folder, parameters, new PortableStateInfo
+        {
+            Step = step,
+            Tokens = step * o.BatchSize * o.SequenceLength,
+            Epoch = epoch,
+            WindowInEpoch = index,
+            TrainSeconds = trainSeconds,
+            Fingerprint = FingerprintOf(recipe),
+            CorpusHash = corpus.ContentHash,
+            ValidationHash = validation?.ContentHash ?? "none",
+            TokenizerSha256 = PortablePretrainingState.Sha256Of(tokenizer.TokenizerFile),
+            Recipe = recipe,
+            History = [note],
+        }, metricsPath: null);
+    }
+
+    /// <summary>
+    /// Linear warmup to the peak over <see cref="CausalLmPretrainerOptions.WarmupSteps"/>, then the options'
+    /// <see cref="CausalLmPretrainerOptions.Schedule"/> down to <c>peak × MinLearningRateRatio</c> at the last step.
+    /// A pure function of the step.
     /// </summary>
     internal double LearningRateAt(long step, long totalSteps)
-        => Schedule(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.MinLearningRateRatio);
+        => _options.Schedule == PretrainingSchedule.Cosine
+            ? Schedule(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.MinLearningRateRatio)
+            : WarmupStableDecay(step, totalSteps, _options.LearningRate, _options.WarmupSteps, _options.MinLearningRateRatio, _options.DecayFraction);
+
+    /// <summary>
+    /// Warmup-stable-decay as a pure function: linear warmup, the peak until the last
+    /// <c>ceil(totalSteps × decayFraction)</c> steps, then a linear fall to <c>peak × floorRatio</c> at the last step.
+    /// </summary>
+    internal static double WarmupStableDecay(long step, long totalSteps, double peak, int warmupSteps, double floorRatio, double decayFraction)
+    {
+        if (step < warmupSteps)
+        {
+            return peak * (step + 1) / warmupSteps;
+        }
+
+        var decaySteps = Math.Max(1, (long)Math.Ceiling(totalSteps * decayFraction));
+        var decayStart = Math.Max(warmupSteps, totalSteps - decaySteps);
+        if (step < decayStart)
+        {
+            return peak;
+        }
+
+        var progress = Math.Clamp((double)(step + 1 - decayStart) / Math.Max(1, totalSteps - decayStart), 0, 1);
+        var floor = peak * floorRatio;
+        return peak - ((peak - floor) * progress);
+    }
+
+    /// <summary>The linear re-warmup factor after the AdamW moments were reset (a start from a portable state).</summary>
+    internal static double RewarmFactor(long step, PretrainingState state)
+        => state.MomentsResetAtStep is { } reset && state.ResumeWarmupSteps > 0 && step >= reset
+            ? Math.Min(1.0, (double)(step - reset + 1) / state.ResumeWarmupSteps)
+            : 1.0;
 
     /// <summary>The schedule as a pure function (see <see cref="LearningRateAt"/>).</summary>
     internal static double Schedule(long step, long totalSteps, double peak, int warmupSteps, double floorRatio)
@@ -371,11 +512,15 @@ public sealed class CausalLmPretrainer
         AdamW optimizer,
         WindowOrder order,
         long tokensPerStep,
-        string fingerprint)
+        PretrainingState started,
+        PortableStateInfo portable,
+        string? metricsPath)
     {
         var (epoch, index) = order.Locate(run.Step * _options.BatchSize);
         PretrainingCheckpoint.Write(_options.CheckpointFolder!, parameters, optimizer, new PretrainingState
         {
+            MomentsResetAtStep = started.MomentsResetAtStep,
+            ResumeWarmupSteps = started.ResumeWarmupSteps,
             Step = run.Step,
             OptimizerSteps = optimizer.StepCount,
             Tokens = run.Step * tokensPerStep,
@@ -384,21 +529,41 @@ public sealed class CausalLmPretrainer
             TrainSeconds = run.TrainSeconds,
             BestValidationPerplexity = run.BestPerplexity,
             BestStep = run.BestStep,
-            Fingerprint = fingerprint,
+            Fingerprint = started.Fingerprint,
         });
+        if (_options.PortableStateFolder is not null)
+        {
+            PortablePretrainingState.Write(_options.PortableStateFolder, parameters, portable with
+            {
+                Step = run.Step,
+                Tokens = run.Step * tokensPerStep,
+                Epoch = epoch,
+                WindowInEpoch = index,
+                TrainSeconds = run.TrainSeconds,
+            }, metricsPath);
+        }
     }
 
-    private string Fingerprint(LlamaConfig config, PackedCorpus corpus, PackedCorpus? validation)
+    /// <summary>Everything that changes the arithmetic of the run, as text (hashed into the fingerprint).</summary>
+    private string Recipe(LlamaConfig config, PackedCorpus corpus, PackedCorpus? validation)
     {
         var o = _options;
         var text = new StringBuilder()
             .AppendLine((config with { SourcePath = null, TorchDtype = null, Architectures = null }).ToJson())
             .AppendLine(CultureInfo.InvariantCulture, $"corpus={corpus.ContentHash} valid={validation?.ContentHash ?? "none"}")
             .AppendLine(CultureInfo.InvariantCulture, $"T={o.SequenceLength} B={o.BatchSize} lr={o.LearningRate:R} warmup={o.WarmupSteps} floor={o.MinLearningRateRatio:R}")
-            .AppendLine(CultureInfo.InvariantCulture, $"wd={o.WeightDecay:R} b1={o.Beta1:R} b2={o.Beta2:R} clip={o.MaxGradientNorm:R} seed={o.Seed}")
-            .ToString();
-        return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..32].ToLowerInvariant();
+            .AppendLine(CultureInfo.InvariantCulture, $"wd={o.WeightDecay:R} b1={o.Beta1:R} b2={o.Beta2:R} clip={o.MaxGradientNorm:R} seed={o.Seed}");
+        if (o.Schedule != PretrainingSchedule.Cosine)
+        {
+            // Cosine runs keep the fingerprint they had before schedules were selectable.
+            text.AppendLine(CultureInfo.InvariantCulture, $"schedule={o.Schedule} decay={o.DecayFraction:R}");
+        }
+
+        return text.ToString();
     }
+
+    private static string FingerprintOf(string recipe)
+        => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(recipe)))[..32].ToLowerInvariant();
 
     /// <summary>The mutable position of a run while it trains.</summary>
     private sealed class RunState(PretrainingState saved, Stopwatch processClock)

@@ -43,10 +43,35 @@ public sealed class CausalLmPretrainerOptions
     public int WarmupSteps { get; set; } = 200;
 
     /// <summary>
-    /// The floor of the cosine decay as a fraction of the peak: the rate falls from the peak to
+    /// The floor of the decay as a fraction of the peak: the rate falls from the peak to
     /// <c>peak × MinLearningRateRatio</c> at <see cref="MaxTokens"/>. 0 to 1. Default 0.1.
     /// </summary>
     public double MinLearningRateRatio { get; set; } = 0.1;
+
+    /// <summary>
+    /// The shape of the learning rate after warmup. <see cref="PretrainingSchedule.WarmupStableDecay"/> holds the peak
+    /// and decays linearly over the last <see cref="DecayFraction"/> of the steps, so the token budget can be raised
+    /// at any time before the decay starts; <see cref="PretrainingSchedule.Cosine"/> decays from the end of warmup.
+    /// Default <see cref="PretrainingSchedule.WarmupStableDecay"/>.
+    /// </summary>
+    public PretrainingSchedule Schedule { get; set; } = PretrainingSchedule.WarmupStableDecay;
+
+    /// <summary>The fraction of the run's steps, at its end, over which warmup-stable-decay decays to the floor. (0, 1]. Default 0.15.</summary>
+    public double DecayFraction { get; set; } = 0.15;
+
+    /// <summary>
+    /// Steps of linear re-warmup after a start from a <see cref="PortableStateFolder"/> state, whose AdamW moments are
+    /// reset (they are not kept in the portable state). Non-negative. Default 50.
+    /// </summary>
+    public int ResumeWarmupSteps { get; set; } = 50;
+
+    /// <summary>
+    /// A folder holding a compact, portable copy of the run (float32 weights, position, hashes and the metrics) meant
+    /// to be committed to a repository: when <see cref="CheckpointFolder"/> holds no checkpoint, the run starts from
+    /// this state (its AdamW moments reset, see <see cref="ResumeWarmupSteps"/>); the state is rewritten at every
+    /// checkpoint. A state of another corpus, tokenizer or recipe is refused. Default null (none).
+    /// </summary>
+    public string? PortableStateFolder { get; set; }
 
     /// <summary>Decoupled AdamW weight decay on matrices (not on norm weights). Non-negative. Default 0.1.</summary>
     public double WeightDecay { get; set; } = 0.1;
@@ -61,7 +86,7 @@ public sealed class CausalLmPretrainerOptions
     public double MaxGradientNorm { get; set; } = 1.0;
 
     /// <summary>
-    /// Training tokens of the whole run (steps × batch × sequence length): the cosine schedule ends here and
+    /// Training tokens of the whole run (steps × batch × sequence length): the schedule ends here and
     /// training stops. Null means one pass over the corpus. Positive when set. Default null.
     /// </summary>
     public long? MaxTokens { get; set; }
@@ -135,6 +160,9 @@ public sealed class CausalLmPretrainerOptions
         Require(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive finite number");
         Require(WarmupSteps >= 0, nameof(WarmupSteps), WarmupSteps, "must be non-negative");
         Require(MinLearningRateRatio is >= 0 and <= 1, nameof(MinLearningRateRatio), MinLearningRateRatio, "must be between 0 and 1");
+        Require(Enum.IsDefined(Schedule), nameof(Schedule), Schedule, "must be Cosine or WarmupStableDecay");
+        Require(DecayFraction > 0 && DecayFraction <= 1, nameof(DecayFraction), DecayFraction, "must be in (0, 1]");
+        Require(ResumeWarmupSteps >= 0, nameof(ResumeWarmupSteps), ResumeWarmupSteps, "must be non-negative");
         Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, "must be non-negative");
         Require(Beta1 is >= 0 and < 1, nameof(Beta1), Beta1, "must be in [0, 1)");
         Require(Beta2 is >= 0 and < 1, nameof(Beta2), Beta2, "must be in [0, 1)");
@@ -155,4 +183,14 @@ public sealed class CausalLmPretrainerOptions
             throw new ArgumentOutOfRangeException(name, value, $"{name} {rule} but is {value}.");
         }
     }
+}
+
+/// <summary>The learning-rate shape of a pretraining run after its linear warmup.</summary>
+public enum PretrainingSchedule
+{
+    /// <summary>Hold the peak, then decay linearly to the floor over the last <see cref="CausalLmPretrainerOptions.DecayFraction"/> of the steps.</summary>
+    WarmupStableDecay,
+
+    /// <summary>Cosine decay from the peak to the floor between the end of warmup and the last step.</summary>
+    Cosine,
 }

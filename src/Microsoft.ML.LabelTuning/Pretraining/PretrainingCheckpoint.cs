@@ -58,6 +58,17 @@ internal sealed record PretrainingState
     [JsonPropertyName("tensors_file")]
     public string TensorsFile { get; init; } = string.Empty;
 
+    /// <summary>
+    /// Gets the step at which the AdamW moments were last reset (a start from a portable state, which keeps none),
+    /// or null. The learning rate re-warms linearly over <see cref="ResumeWarmupSteps"/> from this step.
+    /// </summary>
+    [JsonPropertyName("moments_reset_at_step")]
+    public long? MomentsResetAtStep { get; init; }
+
+    /// <summary>Gets the steps of re-warmup after <see cref="MomentsResetAtStep"/>.</summary>
+    [JsonPropertyName("resume_warmup_steps")]
+    public int ResumeWarmupSteps { get; init; }
+
     /// <summary>Gets how random draws are seeded: re-seeded from the run seed and the step before every step.</summary>
     [JsonPropertyName("rng")]
     public string Rng { get; init; } = "manual_seed(seed, step) before every step";

@@ -105,6 +105,136 @@ public sealed class CausalLmPretrainerTests
     }
 
     [TestMethod]
+    public void WarmupStableDecayHoldsThePeakThenFallsLinearlyToTheFloorOverTheLastSteps()
+    {
+        Assert.AreEqual(0.25, CausalLmPretrainer.WarmupStableDecay(0, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(3, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(50, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(79, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The decay is the last 20 of 100 steps.");
+        Assert.AreEqual(1.0 - (0.9 / 20), CausalLmPretrainer.WarmupStableDecay(80, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(0.55, CausalLmPretrainer.WarmupStableDecay(89, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(0.1, CausalLmPretrainer.WarmupStableDecay(99, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The last step trains at the floor.");
+        Assert.AreEqual(0.1, CausalLmPretrainer.WarmupStableDecay(500, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+
+        // Raising the budget before the decay starts leaves every step already taken unchanged.
+        for (var step = 0; step < 80; step++)
+        {
+            Assert.AreEqual(CausalLmPretrainer.WarmupStableDecay(step, 100, 1.0, 4, 0.1, 0.2), CausalLmPretrainer.WarmupStableDecay(step, 200, 1.0, 4, 0.1, 0.2), 1e-12);
+        }
+
+        var reset = new PretrainingState { MomentsResetAtStep = 10, ResumeWarmupSteps = 4 };
+        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(9, reset), 1e-12);
+        Assert.AreEqual(0.25, CausalLmPretrainer.RewarmFactor(10, reset), 1e-12);
+        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(13, reset), 1e-12);
+        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(10, new PretrainingState()), 1e-12);
+    }
+
+    [TestMethod]
+    public void APortableStateContinuesTheRunInAFreshRunFolder()
+    {
+        var state = Path.Combine(_folder, "state");
+        var first = Options("machine1", steps: 6);
+        first.PortableStateFolder = state;
+        new CausalLmPretrainer(first).Run();
+
+        // The portable state holds the run's float32 weights at its last checkpoint, its position and its curve.
+        var info = PortablePretrainingState.Read(state)!;
+        var full = PretrainingCheckpoint.ReadState(Path.Combine(_folder, "machine1"))!;
+        Assert.AreEqual(6, info.Step);
+        Assert.AreEqual((full.Epoch, full.WindowInEpoch, full.Tokens), (info.Epoch, info.WindowInEpoch, info.Tokens));
+        Assert.AreEqual(full.Fingerprint, info.Fingerprint);
+        using (var scope = NewDisposeScope())
+        {
+            var (weights, _) = SafeTensors.ReadFile(Path.Combine(state, info.WeightsFile));
+            var (checkpoint, _) = SafeTensors.ReadFile(Path.Combine(_folder, "machine1", full.TensorsFile));
+            Assert.IsFalse(weights.Keys.Any(k => k.StartsWith("optim.", StringComparison.Ordinal)), "The moments are not kept.");
+            foreach (var (name, tensor) in weights)
+            {
+                Assert.IsTrue(tensor.bytes.SequenceEqual(checkpoint[$"param.{name}"].bytes), $"Weight '{name}' differs from the full checkpoint's.");
+            }
+        }
+
+        // A fresh machine: an empty run folder and the committed state. The run continues at step 7, not 1.
+        var second = Options("machine2", steps: 10);
+        second.PortableStateFolder = state;
+        var reports = new List<PretrainingProgress>();
+        second.Progress = new SyncProgress(reports.Add);
+        var summary = new CausalLmPretrainer(second).Run();
+
+        Assert.IsTrue(summary.Resumed);
+        Assert.AreEqual(10, summary.Steps);
+        Assert.AreEqual(7, reports[0].Step);
+        var resumed = PretrainingCheckpoint.ReadState(Path.Combine(_folder, "machine2"))!;
+        Assert.AreEqual(6L, resumed.MomentsResetAtStep);
+        Assert.AreEqual(4, resumed.OptimizerSteps, "AdamW's bias correction restarts with the reset moments.");
+        var peakAt6 = new CausalLmPretrainer(second).LearningRateAt(6, 10);
+        Assert.AreEqual(peakAt6 / second.ResumeWarmupSteps, reports[0].LearningRate, 1e-12, "The first step after the reset re-warms.");
+        var metrics = PretrainingMetrics.Read(Path.Combine(_folder, "machine2", PretrainingCheckpoint.MetricsFileName));
+        CollectionAssert.AreEqual(Enumerable.Range(1, 10).Select(i => (long)i).ToArray(), metrics.Select(m => m.Step).ToArray(), "The curve carries over.");
+        var updated = PortablePretrainingState.Read(state)!;
+        Assert.AreEqual(10, updated.Step);
+        Assert.AreEqual(2, updated.History.Count, "The continuation is recorded.");
+        Assert.AreEqual(1, Directory.GetFiles(state, "weights-*.safetensors").Length, "Older weights files are deleted.");
+    }
+
+    [TestMethod]
+    public void APortableStateOfAnotherCorpusRecipeOrWeightsIsRefusedNeverRestarted()
+    {
+        var state = Path.Combine(_folder, "state");
+        var first = Options("machine1", steps: 4);
+        first.PortableStateFolder = state;
+        new CausalLmPretrainer(first).Run();
+
+        var otherRecipe = Options("machine2", steps: 8);
+        otherRecipe.PortableStateFolder = state;
+        otherRecipe.DecayFraction = 0.5;
+        var recipe = Assert.ThrowsExactly<InvalidDataException>(() => new CausalLmPretrainer(otherRecipe).Run());
+        StringAssert.Contains(recipe.Message, "another recipe");
+        StringAssert.Contains(recipe.Message, "decay=0.5");
+
+        var weights = Path.Combine(state, PortablePretrainingState.Read(state)!.WeightsFile);
+        var bytes = File.ReadAllBytes(weights);
+        bytes[^1] ^= 0x55;
+        File.WriteAllBytes(weights, bytes);
+        var damaged = Options("machine3", steps: 8);
+        damaged.PortableStateFolder = state;
+        var sha = Assert.ThrowsExactly<InvalidDataException>(() => new CausalLmPretrainer(damaged).Run());
+        StringAssert.Contains(sha.Message, "SHA-256");
+        bytes[^1] ^= 0x55;
+        File.WriteAllBytes(weights, bytes);
+
+        File.AppendAllText(Path.Combine(_folder, "corpus.txt"), "\n\none more document that was not there before\n");
+        var otherCorpus = Options("machine4", steps: 8);
+        otherCorpus.PortableStateFolder = state;
+        var corpus = Assert.ThrowsExactly<InvalidDataException>(() => new CausalLmPretrainer(otherCorpus).Run());
+        StringAssert.Contains(corpus.Message, "corpus rebuilt here");
+        Assert.IsFalse(File.Exists(Path.Combine(_folder, "machine4", PretrainingCheckpoint.StateFileName)), "Nothing was trained.");
+    }
+
+    [TestMethod]
+    public void ExportedWeightsSeedAPortableStateOnce()
+    {
+        var run = Options("lost", steps: 4);
+        new CausalLmPretrainer(run).Run();
+        var exported = Path.Combine(_folder, "exported");
+        PretrainedModelExport.ExportBest(Path.Combine(_folder, "lost"), exported);
+
+        var seeded = Options("seed", steps: 8);
+        seeded.PortableStateFolder = Path.Combine(_folder, "state");
+        new CausalLmPretrainer(seeded).WritePortableStateFromModel(exported, step: 4, trainSeconds: 12, note: "from the export");
+        var info = PortablePretrainingState.Read(seeded.PortableStateFolder)!;
+        Assert.AreEqual((4L, 12.0), (info.Step, info.TrainSeconds));
+        CollectionAssert.AreEqual(new[] { "from the export" }, info.History.ToArray());
+        Assert.ThrowsExactly<InvalidOperationException>(
+            () => new CausalLmPretrainer(seeded).WritePortableStateFromModel(exported, step: 4, trainSeconds: 12, note: "again"));
+
+        var summary = new CausalLmPretrainer(seeded).Run();
+        Assert.IsTrue(summary.Resumed);
+        Assert.AreEqual(8, summary.Steps);
+        Assert.AreEqual(4L, PretrainingCheckpoint.ReadState(Path.Combine(_folder, "seed"))!.MomentsResetAtStep);
+    }
+
+    [TestMethod]
     public void TheLossFallsOnATinyRepeatedCorpus()
     {
         var options = Options("run", steps: 60);
