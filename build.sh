@@ -14,6 +14,36 @@ command="${1:-run}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# find_libstdcxx: the path of the libstdc++.so.6 the loader uses, or nothing.
+# ldconfig's whole listing is read into a variable and searched by bash itself, with no pipe: a reader that stops at
+# its first match (awk '... {print; exit}', grep -q, head) kills ldconfig with SIGPIPE once the listing passes a pipe
+# buffer (64 KiB, a few hundred libraries), and pipefail turns that into build.sh's exit status (141, issue 17).
+find_libstdcxx() {
+  local ldconfig_bin listing="" found="" candidate
+  local entry=$'libstdc\\+\\+\\.so\\.6 \\([^)\n]*(x86-64|AArch64)[^)\n]*\\) => ([^[:space:]]+)'
+  ldconfig_bin=$(command -v ldconfig 2>/dev/null) || ldconfig_bin=""
+  if [ -z "$ldconfig_bin" ]; then # /sbin is not on a non-root user's PATH on Debian
+    for candidate in /sbin/ldconfig /usr/sbin/ldconfig; do
+      if [ -x "$candidate" ]; then ldconfig_bin=$candidate; break; fi
+    done
+  fi
+  if [ -n "$ldconfig_bin" ]; then
+    listing=$("$ldconfig_bin" -p 2>/dev/null) || listing=""
+    if [[ $listing =~ $entry ]]; then found=${BASH_REMATCH[2]}; fi # e.g. "libstdc++.so.6 (libc6,x86-64) => /lib/..."
+  fi
+  if [ -z "$found" ] && command -v gcc >/dev/null 2>&1; then
+    candidate=$(gcc -print-file-name=libstdc++.so.6 2>/dev/null) || candidate=""
+    case "$candidate" in /*) found=$candidate ;; esac # gcc echoes the bare name when it has none
+  fi
+  if [ -z "$found" ]; then # the same places build/BuildTools/NativeFix.cs looks
+    for candidate in /usr/lib/x86_64-linux-gnu/libstdc++.so.6 /usr/lib/aarch64-linux-gnu/libstdc++.so.6 \
+      /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6 /lib/x86_64-linux-gnu/libstdc++.so.6; do
+      if [ -f "$candidate" ]; then found=$candidate; break; fi
+    done
+  fi
+  echo "$found"
+}
+
 ensure_prerequisites() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK is required (https://dot.net); 'dotnet' was not found on PATH." >&2
@@ -23,9 +53,8 @@ ensure_prerequisites() {
   # shim built at build time (build/BuildTools/NativeFix.cs), which needs a C compiler and patchelf.
   [ "$(uname -s)" = Linux ] || return 0
   local libstdcxx
-  libstdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64|libstdc\+\+\.so\.6 .*AArch64/ {print $NF; exit}')
-  [ -n "$libstdcxx" ] || libstdcxx=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
-  if [ -f "$libstdcxx" ] && grep -qa "GLIBCXX_3.4.32" "$libstdcxx"; then
+  libstdcxx=$(find_libstdcxx)
+  if [ -n "$libstdcxx" ] && [ -f "$libstdcxx" ] && grep -qa "GLIBCXX_3.4.32" "$libstdcxx"; then
     return 0
   fi
   local missing=()
