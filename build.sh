@@ -14,6 +14,45 @@ command="${1:-run}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Set-up failures name the command, the line and what to do, never a bare exit status. Armed around
+# ensure_prerequisites only: the build and test steps print their own errors.
+setup_failed() {
+  local status=$1 line=$2 failed=$3
+  trap - ERR
+  # With errtrace the trap also runs inside $(...); let the enclosing command report, once.
+  [ "${BASH_SUBSHELL:-0}" -eq 0 ] || exit "$status"
+  echo "build.sh: set-up failed: '$failed' exited with status $status (build.sh line $line)." >&2
+  if [ "$status" -gt 128 ]; then
+    echo "build.sh: status $status means it was killed by signal $((status - 128)) ($(kill -l "$((status - 128))" 2>/dev/null || echo unknown))." >&2
+  fi
+  echo "build.sh: install what the build needs by hand (the .NET 10 SDK; on Linux with a libstdc++ older than GCC 13's," \
+    "gcc and patchelf, e.g. 'sudo apt-get install gcc patchelf'), then run ./build.sh again." \
+    "docs/troubleshooting.md explains the libstdc++ step; please report this failure." >&2
+  exit "$status"
+}
+
+# install_packages <package>...: apt-get install, or say exactly what to install by hand.
+install_packages() {
+  local by_hand="install them by hand ('sudo apt-get install $*' on Debian or Ubuntu, your package manager elsewhere), then run ./build.sh again"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "build.sh: this machine needs $* (to adapt TorchSharp's native library to its libstdc++), and apt-get is not available;" \
+      "$by_hand." >&2
+    exit 1
+  fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "build.sh: installing $* needs root and sudo is not installed; $by_hand." >&2
+    exit 1
+  fi
+  echo "Installing $* (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
+  if ! as_root apt-get update -qq; then
+    echo "build.sh: warning: 'apt-get update' failed (see above); trying to install $* from the package lists already there." >&2
+  fi
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; then
+    echo "build.sh: 'apt-get install $*' failed (see above); $by_hand." >&2
+    exit 1
+  fi
+}
+
 # find_libstdcxx: the path of the libstdc++.so.6 the loader uses, or nothing.
 # ldconfig's whole listing is read into a variable and searched by bash itself, with no pipe: a reader that stops at
 # its first match (awk '... {print; exit}', grep -q, head) kills ldconfig with SIGPIPE once the listing passes a pipe
@@ -61,9 +100,7 @@ ensure_prerequisites() {
   command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
   { command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; } || missing+=(gcc)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "Installing ${missing[*]} (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    install_packages "${missing[@]}"
   fi
 }
 
@@ -84,7 +121,20 @@ run_tests() {
   return "$rc"
 }
 
+case "$command" in
+  run|test|bench|build) ;;
+  *)
+    echo "usage: ./build.sh [run|test [--all]|bench|build] [args...]" >&2
+    exit 2
+    ;;
+esac
+
+set -o errtrace
+trap 'setup_failed $? $LINENO "$BASH_COMMAND"' ERR
 ensure_prerequisites
+trap - ERR
+set +o errtrace
+
 case "$command" in
   run)
     dotnet build samples/Sentiment -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
@@ -99,9 +149,5 @@ case "$command" in
     ;;
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
-    ;;
-  *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build] [args...]" >&2
-    exit 2
     ;;
 esac
