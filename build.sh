@@ -4,6 +4,8 @@
 #   ./build.sh test       build and run the tests; ends with "N passed, N failed"
 #   ./build.sh test --all also run the opt-in [TestCategory("Slow")] tests
 #   ./build.sh bench      run the benchmarks (JSON lines)
+#   ./build.sh build      build the solution only
+#   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
 #   Extra arguments after the command go to the sample/benchmark. Set CONFIGURATION=Debug for a debug build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -83,19 +85,24 @@ find_libstdcxx() {
   echo "$found"
 }
 
+prerequisites_found="" # what ensure_prerequisites found, for ./build.sh prerequisites
+
 ensure_prerequisites() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK is required (https://dot.net); 'dotnet' was not found on PATH." >&2
     exit 1
   fi
+  prerequisites_found="dotnet: $(command -v dotnet)"
   # TorchSharp 0.107.0's native library wants GLIBCXX_3.4.32; older distros (Debian 12, Ubuntu 22.04) get a
   # shim built at build time (build/BuildTools/NativeFix.cs), which needs a C compiler and patchelf.
   [ "$(uname -s)" = Linux ] || return 0
   local libstdcxx
   libstdcxx=$(find_libstdcxx)
   if [ -n "$libstdcxx" ] && [ -f "$libstdcxx" ] && grep -qa "GLIBCXX_3.4.32" "$libstdcxx"; then
+    prerequisites_found+="; libstdc++: $libstdcxx (has GLIBCXX_3.4.32, no shim needed)"
     return 0
   fi
+  prerequisites_found+="; libstdc++: ${libstdcxx:-not found} (no GLIBCXX_3.4.32: the build adds a shim, with gcc and patchelf)"
   local missing=()
   command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
   { command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; } || missing+=(gcc)
@@ -122,9 +129,9 @@ run_tests() {
 }
 
 case "$command" in
-  run|test|bench|build) ;;
+  run|test|bench|build|prerequisites) ;;
   *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build] [args...]" >&2
+    echo "usage: ./build.sh [run|test [--all]|bench|build|prerequisites] [args...]" >&2
     exit 2
     ;;
 esac
@@ -149,5 +156,8 @@ case "$command" in
     ;;
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    ;;
+  prerequisites)
+    echo "prerequisites: ok ($prerequisites_found)"
     ;;
 esac
