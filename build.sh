@@ -4,6 +4,8 @@
 #   ./build.sh test       build and run the tests; ends with "N passed, N failed"
 #   ./build.sh test --all also run the opt-in [TestCategory("Slow")] tests
 #   ./build.sh bench      run the benchmarks (JSON lines)
+#   ./build.sh build      build the solution only
+#   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
 #   Extra arguments after the command go to the sample/benchmark. Set CONFIGURATION=Debug for a debug build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -14,27 +16,98 @@ command="${1:-run}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Set-up failures name the command, the line and what to do, never a bare exit status. Armed around
+# ensure_prerequisites only: the build and test steps print their own errors.
+setup_failed() {
+  local status=$1 line=$2 failed=$3
+  trap - ERR
+  # With errtrace the trap also runs inside $(...); let the enclosing command report, once.
+  [ "${BASH_SUBSHELL:-0}" -eq 0 ] || exit "$status"
+  echo "build.sh: set-up failed: '$failed' exited with status $status (build.sh line $line)." >&2
+  if [ "$status" -gt 128 ]; then
+    echo "build.sh: status $status means it was killed by signal $((status - 128)) ($(kill -l "$((status - 128))" 2>/dev/null || echo unknown))." >&2
+  fi
+  echo "build.sh: install what the build needs by hand (the .NET 10 SDK; on Linux with a libstdc++ older than GCC 13's," \
+    "gcc and patchelf, e.g. 'sudo apt-get install gcc patchelf'), then run ./build.sh again." \
+    "docs/troubleshooting.md explains the libstdc++ step; please report this failure." >&2
+  exit "$status"
+}
+
+# install_packages <package>...: apt-get install, or say exactly what to install by hand.
+install_packages() {
+  local by_hand="install them by hand ('sudo apt-get install $*' on Debian or Ubuntu, your package manager elsewhere), then run ./build.sh again"
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "build.sh: this machine needs $* (to adapt TorchSharp's native library to its libstdc++), and apt-get is not available;" \
+      "$by_hand." >&2
+    exit 1
+  fi
+  if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
+    echo "build.sh: installing $* needs root and sudo is not installed; $by_hand." >&2
+    exit 1
+  fi
+  echo "Installing $* (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
+  if ! as_root apt-get update -qq; then
+    echo "build.sh: warning: 'apt-get update' failed (see above); trying to install $* from the package lists already there." >&2
+  fi
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; then
+    echo "build.sh: 'apt-get install $*' failed (see above); $by_hand." >&2
+    exit 1
+  fi
+}
+
+# find_libstdcxx: the path of the libstdc++.so.6 the loader uses, or nothing.
+# ldconfig's whole listing is read into a variable and searched by bash itself, with no pipe: a reader that stops at
+# its first match (awk '... {print; exit}', grep -q, head) kills ldconfig with SIGPIPE once the listing passes a pipe
+# buffer (64 KiB, a few hundred libraries), and pipefail turns that into build.sh's exit status (141, issue 17).
+find_libstdcxx() {
+  local ldconfig_bin listing="" found="" candidate
+  local entry=$'libstdc\\+\\+\\.so\\.6 \\([^)\n]*(x86-64|AArch64)[^)\n]*\\) => ([^[:space:]]+)'
+  ldconfig_bin=$(command -v ldconfig 2>/dev/null) || ldconfig_bin=""
+  if [ -z "$ldconfig_bin" ]; then # /sbin is not on a non-root user's PATH on Debian
+    for candidate in /sbin/ldconfig /usr/sbin/ldconfig; do
+      if [ -x "$candidate" ]; then ldconfig_bin=$candidate; break; fi
+    done
+  fi
+  if [ -n "$ldconfig_bin" ]; then
+    listing=$("$ldconfig_bin" -p 2>/dev/null) || listing=""
+    if [[ $listing =~ $entry ]]; then found=${BASH_REMATCH[2]}; fi # e.g. "libstdc++.so.6 (libc6,x86-64) => /lib/..."
+  fi
+  if [ -z "$found" ] && command -v gcc >/dev/null 2>&1; then
+    candidate=$(gcc -print-file-name=libstdc++.so.6 2>/dev/null) || candidate=""
+    case "$candidate" in /*) found=$candidate ;; esac # gcc echoes the bare name when it has none
+  fi
+  if [ -z "$found" ]; then # the same places build/BuildTools/NativeFix.cs looks
+    for candidate in /usr/lib/x86_64-linux-gnu/libstdc++.so.6 /usr/lib/aarch64-linux-gnu/libstdc++.so.6 \
+      /usr/lib64/libstdc++.so.6 /usr/lib/libstdc++.so.6 /lib/x86_64-linux-gnu/libstdc++.so.6; do
+      if [ -f "$candidate" ]; then found=$candidate; break; fi
+    done
+  fi
+  echo "$found"
+}
+
+prerequisites_found="" # what ensure_prerequisites found, for ./build.sh prerequisites
+
 ensure_prerequisites() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK is required (https://dot.net); 'dotnet' was not found on PATH." >&2
     exit 1
   fi
+  prerequisites_found="dotnet: $(command -v dotnet)"
   # TorchSharp 0.107.0's native library wants GLIBCXX_3.4.32; older distros (Debian 12, Ubuntu 22.04) get a
   # shim built at build time (build/BuildTools/NativeFix.cs), which needs a C compiler and patchelf.
   [ "$(uname -s)" = Linux ] || return 0
   local libstdcxx
-  libstdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64|libstdc\+\+\.so\.6 .*AArch64/ {print $NF; exit}')
-  [ -n "$libstdcxx" ] || libstdcxx=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
-  if [ -f "$libstdcxx" ] && grep -qa "GLIBCXX_3.4.32" "$libstdcxx"; then
+  libstdcxx=$(find_libstdcxx)
+  if [ -n "$libstdcxx" ] && [ -f "$libstdcxx" ] && grep -qa "GLIBCXX_3.4.32" "$libstdcxx"; then
+    prerequisites_found+="; libstdc++: $libstdcxx (has GLIBCXX_3.4.32, no shim needed)"
     return 0
   fi
+  prerequisites_found+="; libstdc++: ${libstdcxx:-not found} (no GLIBCXX_3.4.32: the build adds a shim, with gcc and patchelf)"
   local missing=()
   command -v patchelf >/dev/null 2>&1 || missing+=(patchelf)
   { command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; } || missing+=(gcc)
   if [ ${#missing[@]} -gt 0 ]; then
-    echo "Installing ${missing[*]} (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    install_packages "${missing[@]}"
   fi
 }
 
@@ -55,7 +128,20 @@ run_tests() {
   return "$rc"
 }
 
+case "$command" in
+  run|test|bench|build|prerequisites) ;;
+  *)
+    echo "usage: ./build.sh [run|test [--all]|bench|build|prerequisites] [args...]" >&2
+    exit 2
+    ;;
+esac
+
+set -o errtrace
+trap 'setup_failed $? $LINENO "$BASH_COMMAND"' ERR
 ensure_prerequisites
+trap - ERR
+set +o errtrace
+
 case "$command" in
   run)
     dotnet build samples/Sentiment -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
@@ -71,8 +157,7 @@ case "$command" in
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
     ;;
-  *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build] [args...]" >&2
-    exit 2
+  prerequisites)
+    echo "prerequisites: ok ($prerequisites_found)"
     ;;
 esac
