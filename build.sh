@@ -5,6 +5,8 @@
 #   ./build.sh test --all also run the opt-in [TestCategory("Slow")] tests
 #   ./build.sh bench      run the benchmarks (JSON lines)
 #   ./build.sh build      build the solution only
+#   ./build.sh pretrain   continue pretraining the default model from the state committed in
+#                         models/labeltuning-default/pretraining (hours; stop any time, run again to resume), then export it
 #   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
 #   Extra arguments after the command go to the sample/benchmark. Set CONFIGURATION=Debug for a debug build.
 set -euo pipefail
@@ -129,9 +131,9 @@ run_tests() {
 }
 
 case "$command" in
-  run|test|bench|build|prerequisites) ;;
+  run|test|bench|build|pretrain|prerequisites) ;;
   *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build|prerequisites] [args...]" >&2
+    echo "usage: ./build.sh [run|test [--all]|bench|build|pretrain|prerequisites] [args...]" >&2
     exit 2
     ;;
 esac
@@ -156,6 +158,9 @@ case "$command" in
     ;;
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    ;;
+  pretrain)
+    bash tools/LabelTuning.Pretrain/reproduce.sh "$@"
     ;;
   prerequisites)
     echo "prerequisites: ok ($prerequisites_found)"

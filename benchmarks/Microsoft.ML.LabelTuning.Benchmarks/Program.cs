@@ -49,6 +49,14 @@ if (Run("tokenizer"))
     Print(TokenizerBench.Run());
 }
 
+if (Run("pretrain"))
+{
+    foreach (var record in PretrainBench.Run())
+    {
+        Print(record);
+    }
+}
+
 if (Run("load"))
 {
     Print(LoadBench.Run());

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text;
+using System.Text.Json;
 using Microsoft.ML.LabelTuning.Pretraining;
 using Microsoft.ML.LabelTuning.Reporting;
 
@@ -52,7 +53,11 @@ internal static class Export
         var chartName = Path.GetFileNameWithoutExtension(cardPath) + "-loss.png";
         var chartPath = Path.Combine(Path.GetDirectoryName(cardPath)!, chartName);
         WriteLossChart(metrics, chartPath);
-        File.WriteAllText(cardPath, Card(export, exportedPerplexity, corpus, metrics, chartName, Relative(root, outDir)));
+        var statePath = Path.Combine(outDir, "pretraining", "pretraining-state.json");
+        var history = File.Exists(statePath)
+            ? JsonDocument.Parse(File.ReadAllText(statePath)).RootElement.GetProperty("history").EnumerateArray().Select(e => e.GetString() ?? string.Empty).ToList()
+            : [];
+        File.WriteAllText(cardPath, Card(export, exportedPerplexity, corpus, metrics, chartName, Relative(root, outDir), history));
         return $"wrote {Relative(root, outDir)}/{{config.json, model.safetensors}}, {Relative(root, cardPath)} and {Relative(root, chartPath)} in {clock.Elapsed.TotalSeconds:F0} s";
     }
 
@@ -84,7 +89,8 @@ internal static class Export
         (long Tokens, int Documents)? corpus,
         IReadOnlyList<PretrainingMetric> metrics,
         string chartName,
-        string modelFolder)
+        string modelFolder,
+        IReadOnlyList<string> history)
     {
         var c = export.Config;
         var best = export.Best;
@@ -168,18 +174,38 @@ internal static class Export
         text.AppendLine("concatenated and cut into windows of 256 tokens (+1 for the shifted targets). Each pass visits every window once,");
         text.AppendLine("in a seeded order. Every parameter is trained from random initialisation (normal, σ = 0.02) with AdamW");
         text.AppendLine(inv, $"(β = 0.9, 0.95; weight decay 0.1 on matrices; gradient clipping at 1.0). The learning rate warms up linearly over");
-        text.AppendLine(inv, $"{DefaultModel.WarmupSteps} steps to {DefaultModel.LearningRate:G}, then decays by a cosine to a tenth of that at {DefaultModel.MaxTokens:N0} tokens. The batch is 16 × 256 = 4,096 tokens.");
+        text.AppendLine(inv, $"{DefaultModel.WarmupSteps} steps to {DefaultModel.LearningRate:G}, holds there, and decays linearly to {DefaultModel.MinLearningRateRatio:G} of that over the last {DefaultModel.DecayFraction:P0} of");
+        text.AppendLine(inv, $"the steps, ending at {DefaultModel.MaxTokens:N0} tokens (warmup-stable-decay: the budget can be raised before the decay starts). The batch is 16 × 256 = 4,096 tokens.");
         text.AppendLine("Validation runs every 250 steps and the best checkpoint is kept. Checkpoints are written atomically every 8 minutes");
-        text.AppendLine("and resume exactly: weights, AdamW moments and step, data position, and random state.");
+        text.AppendLine("and resume exactly on the same machine: weights, AdamW moments and step, data position, and random state. At every");
+        text.AppendLine("checkpoint the run also writes a portable state to `models/labeltuning-default/pretraining/` (float32 weights, step,");
+        text.AppendLine("data position, the hashes of corpus, validation file and tokenizer, the recipe and the curve; 29 MB), which is");
+        text.AppendLine("committed, so that a fresh clone continues the run. The AdamW moments are not in it: a start from it resets them");
+        text.AppendLine("(bias correction restarts) and re-warms the learning rate linearly over 50 steps.");
+        if (history.Count > 0)
+        {
+            text.AppendLine();
+            text.AppendLine("## History of the run");
+            text.AppendLine();
+            foreach (var line in history)
+            {
+                text.AppendLine(inv, $"- {line}");
+            }
+
+            text.AppendLine("- Validation points before step 4,000 come from the model card of 2026-11-24 (perplexity rounded to 0.1); that run's");
+            text.AppendLine("  metrics file was lost with its machine.");
+        }
         text.AppendLine();
         text.AppendLine("## Reproduce");
         text.AppendLine();
         text.AppendLine("```bash");
-        text.AppendLine("bash tools/LabelTuning.Pretrain/reproduce.sh   # corpus, pretraining (resumable; hours), export and this card");
+        text.AppendLine("./build.sh pretrain   # = bash tools/LabelTuning.Pretrain/reproduce.sh: corpus, pretraining (resumable; hours), export and this card");
         text.AppendLine("```");
         text.AppendLine();
         text.AppendLine("It runs `bash data/fetch.sh`, `tools/LabelTuning.DataPrep build-all`, then `LabelTuning.Pretrain train` (stop it at any");
-        text.AppendLine("time; the same command resumes), then `LabelTuning.Pretrain export`. `LABELTUNING_THREADS` sets the CPU threads.");
+        text.AppendLine("time; the same command resumes, from `artifacts/pretrain-run` on the same machine or from the committed portable state");
+        text.AppendLine("on a fresh clone, and refuses with what differs when the rebuilt corpus or the tokenizer hash is not the run's), then");
+        text.AppendLine("`LabelTuning.Pretrain export`. `LABELTUNING_THREADS` sets the CPU threads.");
         text.AppendLine("A resumed run gives exactly the weights of an uninterrupted one on the same thread count and libtorch build;");
         text.AppendLine("other thread counts change the float rounding, not the recipe.");
         text.AppendLine();
