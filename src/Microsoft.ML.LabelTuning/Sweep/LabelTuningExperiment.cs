@@ -313,7 +313,7 @@ public sealed class LabelTuningExperiment
                 {
                     if (best is not null && log is not null && model is not null)
                     {
-                        TryDelete(log.ModelPath(best.Id));
+                        TryDelete(log.ModelPath(best.Id), channel);
                     }
 
                     DisposeModel(bestModel);
@@ -597,14 +597,16 @@ public sealed class LabelTuningExperiment
         }
     }
 
-    private static void TryDelete(string path)
+    /// <summary>Deletes the superseded best model; a file that cannot be deleted is only a stale file, so it is reported and the sweep goes on.</summary>
+    private static void TryDelete(string path, IChannel channel)
     {
         try
         {
             File.Delete(path);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            channel.Warning($"The superseded model '{path}' could not be deleted ({e.Message}); it is left in the checkpoint folder.");
         }
     }
 

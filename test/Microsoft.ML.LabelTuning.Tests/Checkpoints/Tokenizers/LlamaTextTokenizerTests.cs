@@ -390,7 +390,10 @@ public sealed class LlamaTextTokenizerTests
         {
             var ids = tokenizer.Encode(text);
             Assert.IsTrue(ids.Count > 1 && ids.All(id => id >= 0 && id < tokenizer.VocabSize), TokenizerFixtures.Show(text));
-            Assert.IsNotNull(tokenizer.Decode(ids));
+            var decoded = tokenizer.Decode(ids);
+            // Decoding gives the text back, except that a lone surrogate reads as U+FFFD and SentencePiece's meta space as a space.
+            var wellFormed = string.Concat(text.EnumerateRunes().Select(r => r.ToString())).Replace('\u2581', ' ');
+            Assert.AreEqual(wellFormed, decoded, $"{TokenizerFixtures.Show(text)} decodes to {TokenizerFixtures.Show(decoded)}");
         }
 
         var longText = string.Concat(Enumerable.Repeat("Lorem ipsum dolor sit amet, 🦙 consectetur.\n", 4000));
