@@ -128,15 +128,37 @@ public static class PeftAdapters
             throw new InvalidDataException($"'{configPath}' has task_type {taskType}; only SEQ_CLS adapters (sequence classification) can be imported.");
         }
 
-        var (tensors, _) = SafeTensors.ReadFile(weightsPath);
-        var model = ClassifierFactory.LoadDecoder(baseModelPath, device, ScalarType.Float32);
-        return peftType switch
+        if (peftType is not ("LORA" or "PROMPT_TUNING" or "PREFIX_TUNING"))
         {
-            "LORA" => ImportLora(model, config, configPath, tensors, weightsPath),
-            "PROMPT_TUNING" => ImportPromptTuning(model, config, configPath, tensors, weightsPath),
-            "PREFIX_TUNING" => ImportPrefixTuning(model, config, configPath, tensors, weightsPath),
-            _ => throw new NotSupportedException($"PEFT type {peftType} in '{configPath}' is not supported for import (LORA, PROMPT_TUNING and PREFIX_TUNING are)."),
-        };
+            throw new NotSupportedException($"PEFT type {peftType} in '{configPath}' is not supported for import (LORA, PROMPT_TUNING and PREFIX_TUNING are).");
+        }
+
+        var (tensors, _) = SafeTensors.ReadFile(weightsPath);
+        try
+        {
+            var model = ClassifierFactory.LoadDecoder(baseModelPath, device, ScalarType.Float32);
+            try
+            {
+                return peftType switch
+                {
+                    "LORA" => ImportLora(model, config, configPath, tensors, weightsPath),
+                    "PROMPT_TUNING" => ImportPromptTuning(model, config, configPath, tensors, weightsPath),
+                    _ => ImportPrefixTuning(model, config, configPath, tensors, weightsPath),
+                };
+            }
+            catch
+            {
+                model.Dispose(); // disposing twice is harmless, so an import that disposed its classifier is fine too
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var tensor in tensors.Values)
+            {
+                tensor.Dispose(); // copied into the parameters, or refused
+            }
+        }
     }
 
     private static (LlamaSequenceClassifier, TuningMethod, JsonElement) ImportLora(

@@ -60,6 +60,20 @@ public abstract class LabelTuningTrainerBase<TTransformer> : IEstimator<TTransfo
 
     /// <summary>A method's last word on the trained model before it is wrapped (prefix tuning folds its MLP here).</summary>
     private protected virtual ClassifierRuntime AfterTraining(ClassifierRuntime runtime) => runtime;
+
+    /// <summary>Finishes a trained runtime and wraps it; if either step throws, the runtime's tensors are released.</summary>
+    private protected TTransformer Wrap(ClassifierRuntime runtime, Func<ClassifierRuntime, TTransformer> wrap)
+    {
+        try
+        {
+            return wrap(AfterTraining(runtime));
+        }
+        catch
+        {
+            runtime.Dispose();
+            throw;
+        }
+    }
 }
 
 /// <summary>A multiclass label-tuning trainer: Key&lt;UInt32&gt; label in; Score and PredictedLabel out.</summary>
@@ -74,7 +88,7 @@ public abstract class MulticlassLabelTuningTrainer : LabelTuningTrainerBase<Labe
     public override SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Multiclass(inputSchema, Options);
 
     private protected override LabelTuningMulticlassTransformer Train(IDataView input, TuningMethod method, JsonElement settings, LabelTuningOptions options)
-        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Key)));
+        => Wrap(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Key), runtime => new(Environment, runtime));
 }
 
 /// <summary>A binary label-tuning trainer: Boolean label in; Score, Probability and PredictedLabel out.</summary>
@@ -89,5 +103,5 @@ public abstract class BinaryLabelTuningTrainer : LabelTuningTrainerBase<LabelTun
     public override SchemaShape GetOutputSchema(SchemaShape inputSchema) => EstimatorSchemas.Binary(inputSchema, Options);
 
     private protected override LabelTuningBinaryTransformer Train(IDataView input, TuningMethod method, JsonElement settings, LabelTuningOptions options)
-        => new(Environment, AfterTraining(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Boolean)));
+        => Wrap(ClassifierFactory.Fit(Environment, options, method, settings, input, LabelKind.Boolean), runtime => new(Environment, runtime));
 }

@@ -189,6 +189,14 @@ internal static class TrainingLoop
             }
 
             DisposeAll(bestWeights);
+            classWeights?.Dispose();
+            throw;
+        }
+        catch
+        {
+            // A failed step (a non-finite loss, a throwing progress receiver, out of memory) leaves nothing behind either.
+            DisposeAll(bestWeights);
+            classWeights?.Dispose();
             throw;
         }
 
