@@ -217,7 +217,7 @@ internal static class ClassifierFactory
         IClassifierModel? classifier = null;
         try
         {
-            var factory = TuningMethodRegistry.Get(method);
+            var factory = TuningMethodRegistry.Get(method).Factory;
             settings = factory.Prepare(settings, tokenizer, classes.Names);
             random.manual_seed(seed);
             classifier = factory.Build(model, classes.Count, settings, tokenLevel);

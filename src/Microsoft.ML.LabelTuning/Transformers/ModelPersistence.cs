@@ -76,7 +76,7 @@ internal static class ModelPersistence
         IClassifierModel classifier;
         try
         {
-            classifier = TuningMethodRegistry.Get(description.Method).Build(model, description.ClassNames.Length, description.Settings, description.TokenLevel);
+            classifier = TuningMethodRegistry.Get(description.Method).Factory.Build(model, description.ClassNames.Length, description.Settings, description.TokenLevel);
         }
         catch
         {

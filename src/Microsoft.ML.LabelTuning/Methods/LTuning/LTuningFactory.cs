@@ -14,8 +14,6 @@ internal sealed class LTuningFactory : ITuningMethodFactory
         _variant = variant;
     }
 
-    public TuningMethod Method => _variant == LTuningVariant.Prefix ? TuningMethod.LTuningPrefix : TuningMethod.LTuningPrompt;
-
     public JsonElement Prepare(JsonElement settings, LlamaTextTokenizer tokenizer, IReadOnlyList<string> classNames)
     {
         var parsed = Read(settings);

@@ -6,8 +6,6 @@ namespace Microsoft.ML.LabelTuning.Methods.PromptTuning;
 /// <summary>Builds prompt tuning, DePT and EPT: the frozen decoder, a <see cref="PromptTuningAdapter"/> and a head.</summary>
 internal sealed class PromptTuningFactory : ITuningMethodFactory
 {
-    public TuningMethod Method => TuningMethod.PromptTuning;
-
     IClassifierModel ITuningMethodFactory.Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel)
         => Build(model, classCount, settings, tokenLevel);
 

@@ -49,7 +49,7 @@ public sealed class PromptTuningTests
     private static LlamaSequenceClassifier Build(string folder, PromptTuningSettings settings, int classes = 3)
     {
         var model = ClassifierFactory.LoadDecoder(folder, CPU, ScalarType.Float32);
-        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning)
+        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning).Factory
             .Build(model, classes, JsonSerializer.SerializeToElement(settings, SettingsJson.Options), tokenLevel: false);
     }
 

@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Methods.LTuning;
+using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.LabelTuning;
@@ -11,17 +12,21 @@ public static class LTuningCatalog
     /// <param name="catalog">The multiclass trainers catalog.</param>
     /// <param name="modelPath">A Hugging Face LLaMA-family model folder.</param>
     /// <param name="labelTexts">One text per class in key order; null uses the key values.</param>
-    /// <param name="labelColumnName">The Key&lt;UInt32&gt; label column.</param>
-    /// <param name="textColumnName">The text column.</param>
-    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="labelColumnName">The Key&lt;UInt32&gt; label column; null keeps the options' default.</param>
+    /// <param name="textColumnName">The text column; null keeps the options' default.</param>
+    /// <param name="epochs">Passes over the data; null keeps the options' default.</param>
     public static LTuningTrainer LTuningPrefix(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string modelPath,
         IReadOnlyList<string>? labelTexts = null,
-        string labelColumnName = DefaultColumnNames.Label,
-        string textColumnName = "Text",
-        int epochs = 3)
-        => LTuningPrefix(catalog, new LTuningOptions { ModelPath = modelPath, LabelTexts = labelTexts, LabelColumnName = labelColumnName, TextColumnName = textColumnName, Epochs = epochs });
+        string? labelColumnName = null,
+        string? textColumnName = null,
+        int? epochs = null)
+    {
+        var options = LabelTuningOptions.WithDefaults<LTuningOptions>(modelPath, labelColumnName, textColumnName, epochs, null, null, null);
+        options.LabelTexts = labelTexts;
+        return LTuningPrefix(catalog, options);
+    }
 
     /// <summary>L-Tuning prefix with every option.</summary>
     /// <param name="catalog">The multiclass trainers catalog.</param>
@@ -33,17 +38,21 @@ public static class LTuningCatalog
     /// <param name="catalog">The multiclass trainers catalog.</param>
     /// <param name="modelPath">A Hugging Face LLaMA-family model folder.</param>
     /// <param name="labelTexts">One text per class in key order; null uses the key values.</param>
-    /// <param name="labelColumnName">The Key&lt;UInt32&gt; label column.</param>
-    /// <param name="textColumnName">The text column.</param>
-    /// <param name="epochs">Passes over the data.</param>
+    /// <param name="labelColumnName">The Key&lt;UInt32&gt; label column; null keeps the options' default.</param>
+    /// <param name="textColumnName">The text column; null keeps the options' default.</param>
+    /// <param name="epochs">Passes over the data; null keeps the options' default.</param>
     public static LTuningTrainer LTuningPrompt(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         string modelPath,
         IReadOnlyList<string>? labelTexts = null,
-        string labelColumnName = DefaultColumnNames.Label,
-        string textColumnName = "Text",
-        int epochs = 3)
-        => LTuningPrompt(catalog, new LTuningOptions { ModelPath = modelPath, LabelTexts = labelTexts, LabelColumnName = labelColumnName, TextColumnName = textColumnName, Epochs = epochs });
+        string? labelColumnName = null,
+        string? textColumnName = null,
+        int? epochs = null)
+    {
+        var options = LabelTuningOptions.WithDefaults<LTuningOptions>(modelPath, labelColumnName, textColumnName, epochs, null, null, null);
+        options.LabelTexts = labelTexts;
+        return LTuningPrompt(catalog, options);
+    }
 
     /// <summary>L-Tuning prompt with every option (including <see cref="LTuningOptions.LabelPlacement"/>).</summary>
     /// <param name="catalog">The multiclass trainers catalog.</param>
