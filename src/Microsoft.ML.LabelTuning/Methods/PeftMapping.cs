@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Training;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Methods;

@@ -1,7 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML.LabelTuning.Llama;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods;
 

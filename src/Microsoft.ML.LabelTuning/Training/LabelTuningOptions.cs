@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Data;
 
 namespace Microsoft.ML.LabelTuning.Training;
 
@@ -187,14 +188,4 @@ public abstract class LabelTuningOptions
             throw new ArgumentException($"{option} must name a column.", option);
         }
     }
-}
-
-/// <summary>How inputs longer than the maximum sequence length are cut.</summary>
-public enum Truncation
-{
-    /// <summary>Keep the first tokens.</summary>
-    Head,
-
-    /// <summary>Keep the first quarter and the last three quarters of the budget (often better for reviews).</summary>
-    HeadTail,
 }

@@ -93,7 +93,7 @@ public sealed record MemoryEstimate(
     }
 
     /// <summary>Estimates a run of <paramref name="classifier"/> over <paramref name="model"/> (parameters counted once, from both).</summary>
-    internal static MemoryEstimate For(LlamaModel model, Methods.IClassifierModel classifier, int batchSize, int sequenceLength)
+    internal static MemoryEstimate For(LlamaModel model, Training.IClassifierModel classifier, int batchSize, int sequenceLength)
     {
         var all = new Dictionary<IntPtr, long>();
         var elementBytes = 4;

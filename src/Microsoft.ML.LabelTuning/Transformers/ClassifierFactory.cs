@@ -6,6 +6,7 @@ using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;

@@ -64,7 +64,7 @@ public sealed class PeftInteropTests
         {
             var (classifier, method, settings) = PeftAdapters.LoadClassifier(Path.Combine(caseFolder, "adapter"), Path.Combine(caseFolder, "base"), CPU);
             var runtime = new Transformers.ClassifierRuntime(classifier, null!, CPU, new Transformers.ClassifierDescription(
-                method, settings, ["a", "b", "c"], "Text", null, 64, Training.Truncation.Head, 8, false,
+                method, settings, ["a", "b", "c"], "Text", null, 64, Data.Truncation.Head, 8, false,
                 Path.Combine(caseFolder, "base"), "sha", false, [], "float32", "Score", "PredictedLabel", false));
             using var transformer = new Transformers.LabelTuningMulticlassTransformer(new MLContext(), runtime);
             transformer.ExportPeftAdapter(output.FullName);

@@ -2,6 +2,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.Gpta;
+using Microsoft.ML.LabelTuning.Transformers;
 using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.LabelTuning;

@@ -1,6 +1,7 @@
 using System.Text.Json;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Tokenizers;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods.LTuning;
 

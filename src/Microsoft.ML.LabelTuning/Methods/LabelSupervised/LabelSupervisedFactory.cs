@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods.Lora;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods.PromptTuning;
 

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using Microsoft.ML.Data;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Interop;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.PromptTuning;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Transformers;
 using TorchSharp;
 using static Microsoft.ML.LabelTuning.Tests.Methods.PromptTuning.PromptLearningTestKit;

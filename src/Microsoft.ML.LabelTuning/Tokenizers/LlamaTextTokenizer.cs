@@ -1,4 +1,4 @@
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// The tokenizer of a LLaMA-family checkpoint folder: text to token ids and back, with the special tokens and

@@ -1,9 +1,9 @@
 using System.Text.Json;
+using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Training;
-using Microsoft.ML.LabelTuning.Transformers;
 using Microsoft.ML.Runtime;
 
-namespace Microsoft.ML.LabelTuning.Methods;
+namespace Microsoft.ML.LabelTuning.Transformers;
 
 /// <summary>
 /// What every label-tuning trainer shares: it validates its options once, fits through the shared classifier

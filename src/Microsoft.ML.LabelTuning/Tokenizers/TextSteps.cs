@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>A tokenizer.json normalizer: rewrites a stretch of text before it is split and encoded.</summary>
 internal abstract record Normalizer

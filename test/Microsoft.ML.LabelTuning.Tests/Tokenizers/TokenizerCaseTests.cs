@@ -1,7 +1,7 @@
 using System.Reflection;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
-namespace Microsoft.ML.LabelTuning.Tests.Checkpoints.Tokenizers;
+namespace Microsoft.ML.LabelTuning.Tests.Tokenizers;
 
 /// <summary>
 /// Golden tests: every case of every tokenizer fixture, with no code per case.

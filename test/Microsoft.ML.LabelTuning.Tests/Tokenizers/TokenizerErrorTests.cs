@@ -1,6 +1,7 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
-namespace Microsoft.ML.LabelTuning.Tests.Checkpoints.Tokenizers;
+
+namespace Microsoft.ML.LabelTuning.Tests.Tokenizers;
 
 /// <summary>Bad folders and bad files give errors that name the file, what was expected and what was found.</summary>
 [TestClass]

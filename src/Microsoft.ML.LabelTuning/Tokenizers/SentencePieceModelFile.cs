@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// Reads a SentencePiece BPE <c>tokenizer.model</c> (LLaMA, LLaMA-2, Mistral, TinyLlama) into a <see cref="TokenModel"/>,

@@ -1,7 +1,7 @@
 using System.Diagnostics;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
-namespace Microsoft.ML.LabelTuning.Tests.Checkpoints.Tokenizers;
+namespace Microsoft.ML.LabelTuning.Tests.Tokenizers;
 
 /// <summary>Special tokens and config files, round trips, odd input, speed, for both tokenizer files.</summary>
 [TestClass]

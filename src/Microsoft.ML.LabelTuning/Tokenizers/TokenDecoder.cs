@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Unicode;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// A tokenizer.json decoder step. Steps rewrite the list of token strings in turn; the decoded text is the

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.IO;
 
 /// <summary>
 /// Finds JSON strings that cannot become .NET strings. <see cref="JsonDocument"/> accepts an escaped lone surrogate

@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// Reads a Hugging Face <c>tokenizer.json</c> of the SentencePiece kind (LLaMA-2, Mistral, TinyLlama): a normalizer

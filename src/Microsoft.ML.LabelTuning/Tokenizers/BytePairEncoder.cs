@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// Hugging Face's BPE model over characters, as SentencePiece-style tokenizers use it: every character starts as its

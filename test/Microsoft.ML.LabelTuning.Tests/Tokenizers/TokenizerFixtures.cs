@@ -1,9 +1,9 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
-namespace Microsoft.ML.LabelTuning.Tests.Checkpoints.Tokenizers;
+namespace Microsoft.ML.LabelTuning.Tests.Tokenizers;
 
 /// <summary>One expected encoding from a cases.json fixture.</summary>
 internal sealed record TokenizerCase(

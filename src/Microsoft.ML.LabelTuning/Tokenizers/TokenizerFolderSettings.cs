@@ -1,6 +1,6 @@
 using System.Text.Json;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>A special token named by a config file: its text, and the file that named it.</summary>
 /// <param name="Content">The token text.</param>

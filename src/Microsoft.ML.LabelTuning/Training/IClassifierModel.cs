@@ -1,10 +1,9 @@
 using Microsoft.ML.LabelTuning.Data;
-using Microsoft.ML.LabelTuning.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Microsoft.ML.LabelTuning.Methods;
+namespace Microsoft.ML.LabelTuning.Training;
 
 /// <summary>
 /// What every tuning method's model offers the shared training loop, the scoring runtime and persistence:

@@ -1,6 +1,6 @@
 using System.Buffers;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// A token matched as a whole in the raw text before the model sees it (Hugging Face's "added tokens":

@@ -1,4 +1,4 @@
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// What a tokenizer file describes, in Hugging Face's terms: normalizer, optional Metaspace pre-tokenizer, BPE model,

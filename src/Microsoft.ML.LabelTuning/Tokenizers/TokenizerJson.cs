@@ -1,6 +1,7 @@
 using System.Text.Json;
+using Microsoft.ML.LabelTuning.IO;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
 /// Reads the small JSON files of a tokenizer folder. Every failure is an <see cref="InvalidDataException"/>

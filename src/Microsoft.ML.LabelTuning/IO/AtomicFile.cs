@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 
-namespace Microsoft.ML.LabelTuning.Checkpoints;
+namespace Microsoft.ML.LabelTuning.IO;
 
 /// <summary>
 /// Writes a file atomically: a hidden temporary file in the same folder (<c>.name.&lt;guid&gt;.tmp</c>) is written and
