@@ -26,7 +26,7 @@ namespace Microsoft.ML.LabelTuning.Tokenizers;
 /// matched in the raw text, as Hugging Face does for <c>normalized: false</c> tokens (all special tokens it writes).
 /// </para>
 /// </remarks>
-public sealed class LlamaTextTokenizer
+internal sealed class LlamaTextTokenizer
 {
     /// <summary>The SentencePiece model file name.</summary>
     public const string SentencePieceFileName = "tokenizer.model";

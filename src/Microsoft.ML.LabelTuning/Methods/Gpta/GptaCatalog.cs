@@ -19,16 +19,16 @@ public static class GptaCatalog
     /// <param name="chatClient">The chat model that writes prefixes, e.g. a <see cref="Generation.LlamaChatClient"/>.</param>
     /// <param name="taskDescription">What the classifier does, in your own words (never quote the data).</param>
     /// <param name="validationSet">The data prefixes are scored on.</param>
-    /// <param name="rounds">Rounds of proposal and feedback.</param>
-    /// <param name="candidatesPerRound">Prefixes asked for per round.</param>
+    /// <param name="rounds">Rounds of proposal and feedback; null keeps the options' default.</param>
+    /// <param name="candidatesPerRound">Prefixes asked for per round; null keeps the options' default.</param>
     public static LlmPrefixAssistantTrainer WithLlmPrefixAssistant(
         this MulticlassClassificationCatalog.MulticlassClassificationTrainers catalog,
         MulticlassLabelTuningTrainer innerTrainer,
         IChatClient chatClient,
         string taskDescription,
         IDataView validationSet,
-        int rounds = 3,
-        int candidatesPerRound = 3)
+        int? rounds = null,
+        int? candidatesPerRound = null)
         => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, CommonOptions(taskDescription, validationSet, rounds, candidatesPerRound));
 
     /// <summary>GPTA around a multiclass label-tuning trainer, with every option.</summary>
@@ -49,16 +49,16 @@ public static class GptaCatalog
     /// <param name="chatClient">The chat model that writes prefixes.</param>
     /// <param name="taskDescription">What the classifier does, in your own words (never quote the data).</param>
     /// <param name="validationSet">The data prefixes are scored on.</param>
-    /// <param name="rounds">Rounds of proposal and feedback.</param>
-    /// <param name="candidatesPerRound">Prefixes asked for per round.</param>
+    /// <param name="rounds">Rounds of proposal and feedback; null keeps the options' default.</param>
+    /// <param name="candidatesPerRound">Prefixes asked for per round; null keeps the options' default.</param>
     public static LlmPrefixAssistantBinaryTrainer WithLlmPrefixAssistant(
         this BinaryClassificationCatalog.BinaryClassificationTrainers catalog,
         BinaryLabelTuningTrainer innerTrainer,
         IChatClient chatClient,
         string taskDescription,
         IDataView validationSet,
-        int rounds = 3,
-        int candidatesPerRound = 3)
+        int? rounds = null,
+        int? candidatesPerRound = null)
         => WithLlmPrefixAssistant(catalog, innerTrainer, chatClient, CommonOptions(taskDescription, validationSet, rounds, candidatesPerRound));
 
     /// <summary>GPTA around a binary label-tuning trainer, with every option.</summary>
@@ -73,14 +73,13 @@ public static class GptaCatalog
         LlmPrefixAssistantOptions options)
         => new(Env(catalog), innerTrainer, chatClient, options);
 
-    private static LlmPrefixAssistantOptions CommonOptions(string taskDescription, IDataView validationSet, int rounds, int candidatesPerRound)
-        => new()
-        {
-            TaskDescription = taskDescription,
-            ValidationSet = validationSet,
-            Rounds = rounds,
-            CandidatesPerRound = candidatesPerRound,
-        };
+    private static LlmPrefixAssistantOptions CommonOptions(string taskDescription, IDataView validationSet, int? rounds, int? candidatesPerRound)
+    {
+        var options = new LlmPrefixAssistantOptions { TaskDescription = taskDescription, ValidationSet = validationSet };
+        options.Rounds = rounds ?? options.Rounds;
+        options.CandidatesPerRound = candidatesPerRound ?? options.CandidatesPerRound;
+        return options;
+    }
 
     private static IHostEnvironment Env(TrainCatalogBase.CatalogInstantiatorBase catalog) => catalog.GetEnvironment();
 }
