@@ -49,6 +49,7 @@ public static class PeftAdapters
         var (classifier, method, settings) = LoadClassifier(adapterPath, baseModelPath, device);
         if (classNames is not null && classNames.Count != classifier.ClassCount)
         {
+            classifier.Dispose(); // with the decoder it owns
             throw new ArgumentException($"classNames has {classNames.Count} names but the adapter's head scores {classifier.ClassCount} classes.", nameof(classNames));
         }
 

@@ -453,8 +453,13 @@ public sealed class LabelTuningExperiment
     {
         var env = binary ? _ml.BinaryClassification.Trainers.GetEnvironment() : _ml.MulticlassClassification.Trainers.GetEnvironment(); // as the catalog extensions get it
         var trained = TuningMethodRegistry.Get(method).CreateTrainer(env, options, binary).Fit(train);
-        return trained as LabelTuningTransformerBase
-            ?? throw new InvalidOperationException($"{method}'s trainer made a {trained.GetType().Name}, not a label-tuning transformer the sweep can score and save.");
+        if (trained is LabelTuningTransformerBase transformer)
+        {
+            return transformer;
+        }
+
+        (trained as IDisposable)?.Dispose();
+        throw new InvalidOperationException($"{method}'s trainer made a {trained.GetType().Name}, not a label-tuning transformer the sweep can score and save.");
     }
 
     private Dictionary<LabelTuningMetric, double> Evaluate(LabelTuningTransformerBase model, PreparedData data)
