@@ -43,7 +43,7 @@ internal static class EngineBench
 
         // LoRA step: forward, cross-entropy on a 2-class head, backward (activation gradients; the base has no weight
         // gradients), AdamW on the LoRA factors and the head. Model FLOPs: 2 × forward (forward + input gradients).
-        LoraInjector.Apply(model, new LoraSettings(8, 16, 0, ["q_proj", "v_proj"], Pooling.Last, false));
+        LoraInjector.Apply(model, rank: 8, alpha: 16, dropout: 0, ["q_proj", "v_proj"], useRsLora: false);
         using var classifier = new LlamaSequenceClassifier(model, 2, null, Pooling.Last, causal: true, tokenLevel: false);
         classifier.FreezeBase();
         var trainable = classifier.TrainableParameters();

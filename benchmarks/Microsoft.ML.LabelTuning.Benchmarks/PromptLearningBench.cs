@@ -64,7 +64,7 @@ internal static class PromptLearningBench
     {
         random.manual_seed(0);
         var method = settings is PrefixTuningSettings ? TuningMethod.PrefixTuning : TuningMethod.PromptTuning;
-        using var classifier = TuningMethodRegistry.Get(method)
+        using var classifier = TuningMethodRegistry.Get(method).Factory
             .Build(new LlamaModel(config), 3, JsonSerializer.SerializeToElement(settings, settings.GetType(), SettingsJson.Options), tokenLevel: false);
         classifier.FreezeBase();
         var trainable = classifier.TrainableParameters();

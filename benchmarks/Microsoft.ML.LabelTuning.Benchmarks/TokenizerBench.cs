@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 

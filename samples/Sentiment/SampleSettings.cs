@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.LabelTuning;
+using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Methods.Lora;
 using Microsoft.ML.LabelTuning.Training;
 

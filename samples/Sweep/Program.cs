@@ -53,7 +53,7 @@ var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataPath, "train.ts
 var validRows = TextData.Balanced(allTest, settings.ValidSize);
 var testRows = settings.TestSize == 0 ? [] : TextData.Balanced(allTest, settings.TestSize, skipPerLabel: validRows.Count == 0 ? 0 : validRows.GroupBy(r => r.Label).Max(g => g.Count()));
 
-// The search space: every method the library has, with the ranges its options declare ([Range] and [Choice]). The
+// The search space: every method the library has, with the ranges each method registers with its descriptor. The
 // default model is small, so LS-LLaMA's learning-rate range moves up from its 1e-4 default, as the Sentiment sample's.
 var space = settings.Methods.Count > 0 ? LabelTuningSearchSpace.For([.. settings.Methods]) : LabelTuningSearchSpace.Default();
 if (space.Methods.Any(m => m.Method == TuningMethod.LabelSupervised))

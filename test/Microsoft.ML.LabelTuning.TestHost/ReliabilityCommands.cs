@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 using Microsoft.ML.LabelTuning.Methods.PromptTuning;

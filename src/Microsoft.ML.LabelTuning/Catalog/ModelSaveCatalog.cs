@@ -1,4 +1,5 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
+
 
 namespace Microsoft.ML.LabelTuning;
 

@@ -1,3 +1,4 @@
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using TorchSharp;
 using static TorchSharp.torch;

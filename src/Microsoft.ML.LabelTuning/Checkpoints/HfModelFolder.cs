@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 
 namespace Microsoft.ML.LabelTuning.Checkpoints;

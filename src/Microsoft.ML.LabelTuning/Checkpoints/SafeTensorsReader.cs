@@ -1,6 +1,7 @@
 using System.IO.MemoryMappedFiles;
 using System.Text;
 using System.Text.Json;
+using Microsoft.ML.LabelTuning.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 

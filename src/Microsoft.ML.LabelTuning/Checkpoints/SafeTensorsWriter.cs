@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Microsoft.ML.LabelTuning.IO;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,4 +1,4 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Data;

@@ -1,4 +1,5 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
+
 
 namespace Microsoft.ML.LabelTuning.Data;
 

@@ -3,6 +3,7 @@ using Microsoft.Extensions.AI;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Generation;

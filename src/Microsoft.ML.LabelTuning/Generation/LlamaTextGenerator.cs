@@ -1,5 +1,5 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

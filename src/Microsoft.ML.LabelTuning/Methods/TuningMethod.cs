@@ -1,90 +1,91 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Tokenizers;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods;
 
-/// <summary>The tuning methods the library offers.</summary>
-public enum TuningMethod
+/// <summary>
+/// A tuning method's identity: the name that saved models, sweep logs and the registry know it by. Each method's
+/// folder declares its own value as a part of this struct (<c>Methods/&lt;Name&gt;/TuningMethod.&lt;Name&gt;.cs</c>), so
+/// adding a method adds no line here.
+/// </summary>
+[JsonConverter(typeof(TuningMethodJsonConverter))]
+public readonly partial struct TuningMethod : IEquatable<TuningMethod>
 {
-    /// <summary>LS-LLaMA / LS-unLLaMA: LoRA on the frozen decoder plus a label head on the pooled state.</summary>
-    LabelSupervised,
+    private readonly string? _name;
 
-    /// <summary>Soft prompt tuning, DePT and EPT: trainable virtual-token embeddings before the text.</summary>
-    PromptTuning,
+    /// <summary>Names a tuning method.</summary>
+    /// <param name="name">Letters, digits, '-' or '_'; the name saved models record.</param>
+    public TuningMethod(string name)
+    {
+        if (string.IsNullOrEmpty(name) || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_'))
+        {
+            throw new ArgumentException($"A tuning method name is letters, digits, '-' or '_', but '{name}' was given.", nameof(name));
+        }
 
-    /// <summary>Prefix tuning / P-tuning v2: trainable key and value prefixes in every layer.</summary>
-    PrefixTuning,
+        _name = name;
+    }
 
-    /// <summary>L-Tuning prefix: label-specific prefixes computed from the label texts.</summary>
-    LTuningPrefix,
+    /// <summary>Gets the method's name.</summary>
+    public string Name => _name ?? string.Empty;
 
-    /// <summary>L-Tuning prompt: label-specific prompts computed from the label texts.</summary>
-    LTuningPrompt,
+    /// <summary>Compares two methods by name.</summary>
+    /// <param name="left">A method.</param>
+    /// <param name="right">Another method.</param>
+    public static bool operator ==(TuningMethod left, TuningMethod right) => left.Equals(right);
+
+    /// <summary>Compares two methods by name.</summary>
+    /// <param name="left">A method.</param>
+    /// <param name="right">Another method.</param>
+    public static bool operator !=(TuningMethod left, TuningMethod right) => !left.Equals(right);
+
+    /// <inheritdoc/>
+    public bool Equals(TuningMethod other) => string.Equals(Name, other.Name, StringComparison.Ordinal);
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => obj is TuningMethod other && Equals(other);
+
+    /// <inheritdoc/>
+    public override int GetHashCode() => StringComparer.Ordinal.GetHashCode(Name);
+
+    /// <inheritdoc/>
+    public override string ToString() => Name;
+}
+
+/// <summary>Writes a <see cref="TuningMethod"/> as its name, as the enum it replaces was written.</summary>
+internal sealed class TuningMethodJsonConverter : JsonConverter<TuningMethod>
+{
+    public override TuningMethod Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+        {
+            throw new JsonException($"A tuning method is written as its name (a string) but the JSON has {reader.TokenType}.");
+        }
+
+        try
+        {
+            return new TuningMethod(reader.GetString()!);
+        }
+        catch (ArgumentException e)
+        {
+            throw new JsonException(e.Message, e);
+        }
+    }
+
+    public override void Write(Utf8JsonWriter writer, TuningMethod value, JsonSerializerOptions options) => writer.WriteStringValue(value.Name);
 }
 
 /// <summary>Builds a method's classifier around a loaded base decoder, from the method's saved settings.</summary>
 internal interface ITuningMethodFactory
 {
-    /// <summary>Gets the method this factory builds.</summary>
-    TuningMethod Method { get; }
-
     /// <summary>
     /// Completes the method's settings once the tokenizer and the classes are known (L-Tuning stores its label
     /// texts' token ids here, so a saved model rebuilds without re-tokenizing). Most methods need nothing.
     /// </summary>
-    JsonElement Prepare(JsonElement settings, Checkpoints.LlamaTextTokenizer tokenizer, IReadOnlyList<string> classNames) => settings;
+    JsonElement Prepare(JsonElement settings, LlamaTextTokenizer tokenizer, IReadOnlyList<string> classNames) => settings;
 
     /// <summary>Adapts <paramref name="model"/> in place and wraps it with the method's adapter and a head.</summary>
     IClassifierModel Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel);
-}
-
-/// <summary>
-/// The one place that maps <see cref="TuningMethod"/> values to their factories. Registration is explicit and a
-/// duplicate is an error; saved models and the sweep resolve methods only through here.
-/// </summary>
-internal static class TuningMethodRegistry
-{
-    private static readonly Dictionary<TuningMethod, ITuningMethodFactory> _factories = new();
-    private static readonly object _gate = new();
-
-    static TuningMethodRegistry()
-    {
-        Register(new LabelSupervised.LabelSupervisedFactory());
-        Register(new PromptTuning.PromptTuningFactory());
-        Register(new PrefixTuning.PrefixTuningFactory());
-        Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prefix));
-        Register(new LTuning.LTuningFactory(LTuning.LTuningVariant.Prompt));
-    }
-
-    public static void Register(ITuningMethodFactory factory)
-    {
-        lock (_gate)
-        {
-            if (!_factories.TryAdd(factory.Method, factory))
-            {
-                throw new InvalidOperationException($"Tuning method {factory.Method} is already registered.");
-            }
-        }
-    }
-
-    public static ITuningMethodFactory Get(TuningMethod method)
-    {
-        lock (_gate)
-        {
-            return _factories.TryGetValue(method, out var factory)
-                ? factory
-                : throw new InvalidOperationException($"Tuning method {method} is not available in this version of the library.");
-        }
-    }
-
-    public static IReadOnlyCollection<TuningMethod> Registered
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return _factories.Keys.ToArray();
-            }
-        }
-    }
 }

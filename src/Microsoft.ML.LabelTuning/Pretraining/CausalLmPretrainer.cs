@@ -2,13 +2,15 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
 using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
-using TorchSharp;
 using TorchSharp.Modules;
-using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Pretraining;

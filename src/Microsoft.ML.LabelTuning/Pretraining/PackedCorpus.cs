@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
 namespace Microsoft.ML.LabelTuning.Pretraining;
 

@@ -1,7 +1,9 @@
 using System.Globalization;
 using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,12 +1,13 @@
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json;
+using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
 using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Training;
-using TorchSharp;
 using TorchSharp.Modules;
-using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Pretraining;

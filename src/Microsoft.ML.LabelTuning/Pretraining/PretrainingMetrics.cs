@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 
 namespace Microsoft.ML.LabelTuning.Pretraining;
 

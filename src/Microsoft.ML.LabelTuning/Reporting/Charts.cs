@@ -1,5 +1,5 @@
 using System.Globalization;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 
 namespace Microsoft.ML.LabelTuning.Reporting;
 

@@ -2,10 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Methods;
-using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
-using Microsoft.ML.LabelTuning.Methods.LTuning;
-using Microsoft.ML.LabelTuning.Methods.PrefixTuning;
-using Microsoft.ML.LabelTuning.Methods.PromptTuning;
 using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.LabelTuning.Transformers;
 using Microsoft.ML.Runtime;
@@ -93,7 +89,7 @@ public sealed class LabelTuningExperiment
         return this;
     }
 
-    /// <summary>Tries the given methods with their annotated default ranges.</summary>
+    /// <summary>Tries the given methods with their registered default ranges.</summary>
     /// <param name="methods">The methods.</param>
     /// <returns>This experiment.</returns>
     public LabelTuningExperiment SetSearchSpace(params TuningMethod[] methods) => SetSearchSpace(LabelTuningSearchSpace.For(methods));
@@ -313,7 +309,7 @@ public sealed class LabelTuningExperiment
                 {
                     if (best is not null && log is not null && model is not null)
                     {
-                        TryDelete(log.ModelPath(best.Id));
+                        TryDelete(log.ModelPath(best.Id), channel);
                     }
 
                     DisposeModel(bestModel);
@@ -361,19 +357,8 @@ public sealed class LabelTuningExperiment
         return new LabelTuningExperimentResult(best, leaderboard, stop, clock.Elapsed, trainedHere);
     }
 
-    /// <summary>The readable name of a method and its settings (DePT and EPT are prompt-tuning settings).</summary>
-    internal static string MethodName(TuningMethod method, LabelTuningOptions? options) => (method, options) switch
-    {
-        (TuningMethod.LabelSupervised, LabelSupervisedLlamaOptions { Unmasked: true }) => "LS-unLLaMA",
-        (TuningMethod.LabelSupervised, _) => "LS-LLaMA",
-        (TuningMethod.PromptTuning, PromptTuningOptions { ProjectionSpaces: > 1 }) => "EPT",
-        (TuningMethod.PromptTuning, PromptTuningOptions { DecomposedRank: > 0 }) => "DePT",
-        (TuningMethod.PromptTuning, _) => "Prompt tuning",
-        (TuningMethod.PrefixTuning, _) => "Prefix tuning",
-        (TuningMethod.LTuningPrefix, _) => "L-Tuning prefix",
-        (TuningMethod.LTuningPrompt, _) => "L-Tuning prompt",
-        _ => method.ToString(),
-    };
+    /// <summary>The readable name of a method and its settings (DePT and EPT are prompt-tuning settings), as its descriptor gives it.</summary>
+    internal static string MethodName(TuningMethod method, LabelTuningOptions? options) => TuningMethodRegistry.Get(method).NameWith(options);
 
     private (TrialResult Result, ITransformer? Model) RunTrial(
         TrialProposal proposal,
@@ -386,7 +371,7 @@ public sealed class LabelTuningExperiment
         Action<TrainingProgress> onTraining)
     {
         var methodSpace = space[proposal.Method];
-        var options = (LabelTuningOptions)Activator.CreateInstance(methodSpace.OptionsType)!;
+        var options = TuningMethodRegistry.Get(proposal.Method).CreateOptions();
         options.ModelPath = _settings.ModelPath;
         options.LabelColumnName = _settings.LabelColumnName;
         options.TextColumnName = _settings.TextColumnName;
@@ -463,25 +448,18 @@ public sealed class LabelTuningExperiment
         }
     }
 
-    /// <summary>Fits one method through its catalog extension, so the sweep trains exactly what users would.</summary>
+    /// <summary>Fits one method with the trainer its descriptor makes, which is the one its catalog extension returns, so the sweep trains exactly what users would.</summary>
     private LabelTuningTransformerBase Fit(TuningMethod method, LabelTuningOptions options, bool binary, IDataView train)
     {
-        var multiclass = _ml.MulticlassClassification.Trainers;
-        var binaryTrainers = _ml.BinaryClassification.Trainers;
-        return (method, binary, options) switch
+        var env = binary ? _ml.BinaryClassification.Trainers.GetEnvironment() : _ml.MulticlassClassification.Trainers.GetEnvironment(); // as the catalog extensions get it
+        var trained = TuningMethodRegistry.Get(method).CreateTrainer(env, options, binary).Fit(train);
+        if (trained is LabelTuningTransformerBase transformer)
         {
-            (TuningMethod.LabelSupervised, false, LabelSupervisedLlamaOptions o) => multiclass.LabelSupervisedLlama(o).Fit(train),
-            (TuningMethod.LabelSupervised, true, LabelSupervisedLlamaOptions o) => binaryTrainers.LabelSupervisedLlama(o).Fit(train),
-            (TuningMethod.PromptTuning, false, PromptTuningOptions o) => multiclass.PromptTuning(o).Fit(train),
-            (TuningMethod.PromptTuning, true, PromptTuningOptions o) => binaryTrainers.PromptTuning(o).Fit(train),
-            (TuningMethod.PrefixTuning, false, PrefixTuningOptions o) => multiclass.PrefixTuning(o).Fit(train),
-            (TuningMethod.PrefixTuning, true, PrefixTuningOptions o) => binaryTrainers.PrefixTuning(o).Fit(train),
-            (TuningMethod.LTuningPrefix, false, LTuningOptions o) => multiclass.LTuningPrefix(o).Fit(train),
-            (TuningMethod.LTuningPrefix, true, LTuningOptions o) => binaryTrainers.LTuningPrefix(o).Fit(train),
-            (TuningMethod.LTuningPrompt, false, LTuningOptions o) => multiclass.LTuningPrompt(o).Fit(train),
-            (TuningMethod.LTuningPrompt, true, LTuningOptions o) => binaryTrainers.LTuningPrompt(o).Fit(train),
-            _ => throw new InvalidOperationException($"The sweep cannot train {method} with {options.GetType().Name} ({(binary ? "binary" : "multiclass")} labels)."),
-        };
+            return transformer;
+        }
+
+        (trained as IDisposable)?.Dispose();
+        throw new InvalidOperationException($"{method}'s trainer made a {trained.GetType().Name}, not a label-tuning transformer the sweep can score and save.");
     }
 
     private Dictionary<LabelTuningMetric, double> Evaluate(LabelTuningTransformerBase model, PreparedData data)
@@ -597,14 +575,16 @@ public sealed class LabelTuningExperiment
         }
     }
 
-    private static void TryDelete(string path)
+    /// <summary>Deletes the superseded best model; a file that cannot be deleted is only a stale file, so it is reported and the sweep goes on.</summary>
+    private static void TryDelete(string path, IChannel channel)
     {
         try
         {
             File.Delete(path);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            channel.Warning($"The superseded model '{path}' could not be deleted ({e.Message}); it is left in the checkpoint folder.");
         }
     }
 

@@ -1,10 +1,6 @@
 using System.Globalization;
 using System.Reflection;
 using Microsoft.ML.LabelTuning.Methods;
-using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
-using Microsoft.ML.LabelTuning.Methods.LTuning;
-using Microsoft.ML.LabelTuning.Methods.PrefixTuning;
-using Microsoft.ML.LabelTuning.Methods.PromptTuning;
 using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Sweep;
@@ -115,9 +111,9 @@ public sealed class ChoiceParameter : SearchParameter
 }
 
 /// <summary>
-/// The settings the sweep tries for one tuning method. Built from the <see cref="RangeAttribute"/> and
-/// <see cref="ChoiceAttribute"/> annotations on the method's options class, so a new annotated option joins the sweep
-/// with no other change; every range can be narrowed, widened, fixed or removed here.
+/// The settings the sweep tries for one tuning method. Built from the search space the method registers with its
+/// descriptor (its folder says which options the sweep varies, and over what); every range can be narrowed, widened,
+/// fixed or removed here.
 /// </summary>
 public sealed class MethodSearchSpace
 {
@@ -148,36 +144,26 @@ public sealed class MethodSearchSpace
     /// <param name="name">The options property name.</param>
     public SearchParameter? this[string name] => _parameters.TryGetValue(name, out var p) ? p : null;
 
-    /// <summary>Builds the search space of <paramref name="method"/> from its options' annotations.</summary>
+    /// <summary>Builds the search space <paramref name="method"/> registers.</summary>
     /// <param name="method">A registered tuning method.</param>
     /// <returns>The method's default search space.</returns>
     public static MethodSearchSpace For(TuningMethod method)
     {
-        var type = OptionsTypeOf(method);
-        var space = new MethodSearchSpace(method, type);
-        var defaults = (LabelTuningOptions)Activator.CreateInstance(type)!;
-        foreach (var property in type.GetProperties(BindingFlags.Public | BindingFlags.Instance))
+        var descriptor = TuningMethodRegistry.Get(method);
+        var space = new MethodSearchSpace(method, descriptor.OptionsType);
+        var defaults = descriptor.CreateOptions();
+        foreach (var dimension in descriptor.SearchSpace)
         {
-            var range = property.GetCustomAttribute<RangeAttribute>(inherit: true);
-            var choice = property.GetCustomAttribute<ChoiceAttribute>(inherit: true);
-            if (range is not null && choice is not null)
+            var property = space.Property(dimension.Name);
+            switch (dimension)
             {
-                throw new InvalidOperationException($"{type.Name}.{property.Name} has both [Range] and [Choice]; a search parameter is one or the other.");
-            }
-
-            if (range is not null)
-            {
-                var scale = 1.0;
-                if (range.RelativeToDefault)
-                {
-                    scale = Convert.ToDouble(property.GetValue(defaults), CultureInfo.InvariantCulture);
-                }
-
-                space.Add(new RangeParameter(property.Name, range.Min * scale, range.Max * scale, range.Init * scale, range.LogBase, range.IsInteger));
-            }
-            else if (choice is not null)
-            {
-                space.Add(new ChoiceParameter(property.Name, choice.Candidates, property.GetValue(defaults)));
+                case SearchRange range:
+                    var scale = range.RelativeToDefault ? Convert.ToDouble(property.GetValue(defaults), CultureInfo.InvariantCulture) : 1.0;
+                    space.Add(new RangeParameter(range.Name, range.Min * scale, range.Max * scale, range.Init * scale, range.LogBase, range.IsInteger));
+                    break;
+                case SearchChoice choice:
+                    space.Add(new ChoiceParameter(choice.Name, choice.Candidates, property.GetValue(defaults)));
+                    break;
             }
         }
 
@@ -237,14 +223,7 @@ public sealed class MethodSearchSpace
     }
 
     /// <summary>The options type of a method, as its catalog extension takes it.</summary>
-    internal static Type OptionsTypeOf(TuningMethod method) => method switch
-    {
-        TuningMethod.LabelSupervised => typeof(LabelSupervisedLlamaOptions),
-        TuningMethod.PromptTuning => typeof(PromptTuningOptions),
-        TuningMethod.PrefixTuning => typeof(PrefixTuningOptions),
-        TuningMethod.LTuningPrefix or TuningMethod.LTuningPrompt => typeof(LTuningOptions),
-        _ => throw new ArgumentOutOfRangeException(nameof(method), method, $"The sweep does not know the options class of tuning method {method}."),
-    };
+    internal static Type OptionsTypeOf(TuningMethod method) => TuningMethodRegistry.Get(method).OptionsType;
 
     /// <summary>Writes <paramref name="value"/> into <paramref name="options"/>' property <paramref name="name"/>.</summary>
     internal static void Apply(LabelTuningOptions options, string name, object value)
@@ -304,11 +283,11 @@ public sealed class LabelTuningSearchSpace
         => _methods.FirstOrDefault(m => m.Method == method)
             ?? throw new ArgumentException($"The search space has no {method}; it has {string.Join(", ", _methods.Select(m => m.Method))}.", nameof(method));
 
-    /// <summary>Every method the library registers, each with its annotated defaults.</summary>
+    /// <summary>Every method the library registers, in registration order, each with its registered ranges.</summary>
     /// <returns>The default search space.</returns>
-    public static LabelTuningSearchSpace Default() => For([.. TuningMethodRegistry.Registered.Order()]);
+    public static LabelTuningSearchSpace Default() => For([.. TuningMethodRegistry.Registered]);
 
-    /// <summary>The given methods with their annotated defaults.</summary>
+    /// <summary>The given methods with their registered ranges.</summary>
     /// <param name="methods">The methods to try; at least one, no duplicates.</param>
     /// <returns>The search space.</returns>
     public static LabelTuningSearchSpace For(params TuningMethod[] methods)

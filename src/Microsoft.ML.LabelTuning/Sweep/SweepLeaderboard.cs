@@ -1,7 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using System.Text;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Reporting;
 
 namespace Microsoft.ML.LabelTuning.Sweep;

@@ -1,4 +1,5 @@
 using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Data;
 
 namespace Microsoft.ML.LabelTuning.Training;
 
@@ -39,11 +40,9 @@ public abstract class LabelTuningOptions
     public int BatchSize { get; set; } = 8;
 
     /// <summary>Passes over the training data. Positive. Default 3.</summary>
-    [Sweep.Range(1, 8, 3)]
     public int Epochs { get; set; } = 3;
 
     /// <summary>Peak learning rate of AdamW. Positive. Default 1e-4.</summary>
-    [Sweep.Range(0.1, 10.0, 1.0, logBase: true, RelativeToDefault = true)]
     public double LearningRate { get; set; } = 1e-4;
 
     /// <summary>Decoupled AdamW weight decay; not applied to biases, norms or embeddings. Non-negative. Default 0.01.</summary>
@@ -148,6 +147,24 @@ public abstract class LabelTuningOptions
     /// </summary>
     internal virtual IReadOnlyDictionary<string, double>? LearningRateScales() => null;
 
+    /// <summary>
+    /// New options of <typeparamref name="TOptions"/> with the arguments a catalog's short overload takes; a null argument
+    /// keeps the options class's default, so every default is written once, in the options class.
+    /// </summary>
+    internal static TOptions WithDefaults<TOptions>(
+        string modelPath, string? labelColumnName, string? textColumnName, int? epochs, int? batchSize, double? learningRate, int? maxSequenceLength)
+        where TOptions : LabelTuningOptions, new()
+    {
+        var options = new TOptions { ModelPath = modelPath };
+        options.LabelColumnName = labelColumnName ?? options.LabelColumnName;
+        options.TextColumnName = textColumnName ?? options.TextColumnName;
+        options.Epochs = epochs ?? options.Epochs;
+        options.BatchSize = batchSize ?? options.BatchSize;
+        options.LearningRate = learningRate ?? options.LearningRate;
+        options.MaxSequenceLength = maxSequenceLength ?? options.MaxSequenceLength;
+        return options;
+    }
+
     /// <summary>A shallow copy with <see cref="TextPrefix"/> replaced, so a caller can vary the prefix without writing into the user's options.</summary>
     internal LabelTuningOptions WithTextPrefix(string? prefix)
     {
@@ -171,14 +188,4 @@ public abstract class LabelTuningOptions
             throw new ArgumentException($"{option} must name a column.", option);
         }
     }
-}
-
-/// <summary>How inputs longer than the maximum sequence length are cut.</summary>
-public enum Truncation
-{
-    /// <summary>Keep the first tokens.</summary>
-    Head,
-
-    /// <summary>Keep the first quarter and the last three quarters of the budget (often better for reviews).</summary>
-    HeadTail,
 }

@@ -31,7 +31,7 @@ public enum MemoryCheck
 /// <param name="AttentionBytes">Attention masks: batch × tokens² (the fused attention kernel keeps no heads × tokens² scores).</param>
 /// <param name="BatchSize">The decoder rows of a micro-batch the activations are for (texts, times the label pairs where a method runs each text with several labels).</param>
 /// <param name="SequenceLength">The positions per row the activations are for (the longest example, plus virtual tokens or label positions).</param>
-public sealed record MemoryEstimate(
+internal sealed record MemoryEstimate(
     long ParameterBytes,
     long GradientBytes,
     long OptimizerBytes,
@@ -93,7 +93,7 @@ public sealed record MemoryEstimate(
     }
 
     /// <summary>Estimates a run of <paramref name="classifier"/> over <paramref name="model"/> (parameters counted once, from both).</summary>
-    internal static MemoryEstimate For(LlamaModel model, Methods.IClassifierModel classifier, int batchSize, int sequenceLength)
+    internal static MemoryEstimate For(LlamaModel model, Training.IClassifierModel classifier, int batchSize, int sequenceLength)
     {
         var all = new Dictionary<IntPtr, long>();
         var elementBytes = 4;

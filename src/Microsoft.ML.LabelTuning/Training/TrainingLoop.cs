@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
 using Microsoft.ML.Runtime;
@@ -189,6 +190,14 @@ internal static class TrainingLoop
             }
 
             DisposeAll(bestWeights);
+            classWeights?.Dispose();
+            throw;
+        }
+        catch
+        {
+            // A failed step (a non-finite loss, a throwing progress receiver, out of memory) leaves nothing behind either.
+            DisposeAll(bestWeights);
+            classWeights?.Dispose();
             throw;
         }
 

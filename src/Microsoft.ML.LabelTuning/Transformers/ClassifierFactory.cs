@@ -6,6 +6,7 @@ using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
@@ -29,6 +30,16 @@ internal static class ClassifierFactory
     /// <summary>Loads the base decoder and tokenizer of a Hugging Face model folder.</summary>
     public static (LlamaModel Model, LlamaTextTokenizer Tokenizer) LoadBase(string folder, Device device, ScalarType dtype)
     {
+        var tokenizer = LoadTokenizer(folder);
+        return (LoadDecoder(folder, device, dtype), tokenizer);
+    }
+
+    /// <summary>
+    /// Loads a model folder's tokenizer and checks that it fits the config's vocabulary; no tensor is made, so a fit
+    /// can read and validate its data before it loads the decoder.
+    /// </summary>
+    public static LlamaTextTokenizer LoadTokenizer(string folder)
+    {
         if (!Directory.Exists(folder))
         {
             throw new DirectoryNotFoundException($"Model folder '{folder}' was not found. ModelPath must name a Hugging Face model folder.");
@@ -43,7 +54,7 @@ internal static class ClassifierFactory
                 $"{config.VocabSize}: ids past the embedding table would fail. The tokenizer does not belong to this model.");
         }
 
-        return (LoadDecoder(folder, device, dtype), tokenizer);
+        return tokenizer;
     }
 
     /// <summary>
@@ -108,7 +119,7 @@ internal static class ClassifierFactory
         var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
         var dtype = DeviceSelection.ParseDtype(options.Dtype);
         var seed = options.Seed ?? internalEnv?.Seed ?? 0;
-        var (model, tokenizer) = LoadBase(options.ModelPath, device, dtype);
+        var tokenizer = LoadTokenizer(options.ModelPath);
         var encoder = new TextEncoder(tokenizer, options.MaxSequenceLength, options.Truncation, options.TextPrefix);
 
         var train = Encode(rows, encoder, channel, "training", out var missing);
@@ -136,7 +147,7 @@ internal static class ClassifierFactory
             validation = Encode(validRows, encoder, channel, "validation", out _);
         }
 
-        return TrainAndDescribe(options, method, settings, classes, model, tokenizer, train, validation, seed, device, channel, tokenLevel: false);
+        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: false);
     }
 
     /// <summary>Fits a token classifier (NER): the label is a vector of keys, one per space-separated word.</summary>
@@ -167,7 +178,7 @@ internal static class ClassifierFactory
         var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
         var dtype = DeviceSelection.ParseDtype(options.Dtype);
         var seed = options.Seed ?? internalEnv?.Seed ?? 0;
-        var (model, tokenizer) = LoadBase(options.ModelPath, device, dtype);
+        var tokenizer = LoadTokenizer(options.ModelPath);
         var words = new WordEncoder(tokenizer, options.MaxSequenceLength);
         var train = EncodeWords(rows, words, channel, options.TextColumnName, options.LabelColumnName);
         List<Example>? validation = null;
@@ -182,10 +193,14 @@ internal static class ClassifierFactory
             throw new ArgumentException($"The training data has no rows with labelled words in column '{options.LabelColumnName}'.", nameof(data));
         }
 
-        return TrainAndDescribe(options, method, settings, classes, model, tokenizer, train, validation, seed, device, channel, tokenLevel: true);
+        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: true);
     }
 
-    /// <summary>The part of every fit after the data is encoded: build the method's model, train it, describe it.</summary>
+    /// <summary>
+    /// The part of every fit after the data is encoded: build the method's model, train it, describe it. It owns
+    /// <paramref name="model"/>: on every way out but success (a bad setting, the memory refusal, cancellation, an
+    /// exception in a step) the decoder and whatever the method built around it are disposed before the error leaves.
+    /// </summary>
     private static ClassifierRuntime TrainAndDescribe(
         LabelTuningOptions options,
         TuningMethod method,
@@ -200,10 +215,45 @@ internal static class ClassifierFactory
         IChannel channel,
         bool tokenLevel)
     {
-        var factory = TuningMethodRegistry.Get(method);
-        settings = factory.Prepare(settings, tokenizer, classes.Names);
-        random.manual_seed(seed);
-        var classifier = factory.Build(model, classes.Count, settings, tokenLevel);
+        IClassifierModel? classifier = null;
+        try
+        {
+            var factory = TuningMethodRegistry.Get(method).Factory;
+            settings = factory.Prepare(settings, tokenizer, classes.Names);
+            random.manual_seed(seed);
+            classifier = factory.Build(model, classes.Count, settings, tokenLevel);
+            return Train(options, method, settings, classes, model, classifier, tokenizer, train, validation, seed, device, channel, tokenLevel);
+        }
+        catch
+        {
+            if (classifier is not null)
+            {
+                classifier.Dispose(); // the classifier owns the decoder
+            }
+            else
+            {
+                model.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    private static ClassifierRuntime Train(
+        LabelTuningOptions options,
+        TuningMethod method,
+        JsonElement settings,
+        LabelClasses classes,
+        LlamaModel model,
+        IClassifierModel classifier,
+        LlamaTextTokenizer tokenizer,
+        List<Example> train,
+        List<Example>? validation,
+        int seed,
+        Device device,
+        IChannel channel,
+        bool tokenLevel)
+    {
         var baseSha = BaseModelReference.Fingerprint(options.ModelPath);
         var scales = options.LearningRateScales();
         var plan = new TrainingPlan(

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Training;

@@ -5,6 +5,7 @@ using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Runtime;
+using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -71,10 +72,39 @@ internal static class ModelPersistence
         var folder = description.BaseModelEmbedded ? ExtractEmbeddedBase(ctx, description) : CheckBase(description);
         var internalEnv = env as IHostEnvironmentInternal;
         var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
-        var (model, tokenizer) = ClassifierFactory.LoadBase(folder, device, DeviceSelection.ParseDtype(description.Dtype));
-        var classifier = TuningMethodRegistry.Get(description.Method).Build(model, description.ClassNames.Length, description.Settings, description.TokenLevel);
-
         var adapterBytes = ReadEntry(ctx, AdapterEntry);
+        var (model, tokenizer) = ClassifierFactory.LoadBase(folder, device, DeviceSelection.ParseDtype(description.Dtype));
+        IClassifierModel classifier;
+        try
+        {
+            classifier = TuningMethodRegistry.Get(description.Method).Factory.Build(model, description.ClassNames.Length, description.Settings, description.TokenLevel);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+
+        try
+        {
+            LoadTrainable(classifier, adapterBytes);
+        }
+        catch
+        {
+            classifier.Dispose(); // it owns the decoder
+            throw;
+        }
+
+        var encoder = new TextEncoder(tokenizer, description.MaxSequenceLength, description.Truncation, description.TextPrefix);
+        VBuffer<ReadOnlyMemory<char>>? keyValues = description.ClassNamesAreKeyValues
+            ? new VBuffer<ReadOnlyMemory<char>>(description.ClassNames.Length, description.ClassNames.Select(c => c.AsMemory()).ToArray())
+            : null;
+        return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = keyValues };
+    }
+
+    /// <summary>Copies the saved adapter and head tensors into the rebuilt classifier; a missing, extra or misshapen one is an error.</summary>
+    private static void LoadTrainable(IClassifierModel classifier, byte[] adapterBytes)
+    {
         using (var scope = NewDisposeScope())
         {
             var (tensors, _) = SafeTensors.Read(new MemoryStream(adapterBytes), $"{AdapterEntry} in the saved model");
@@ -103,12 +133,6 @@ internal static class ModelPersistence
                 parameter.copy_(value);
             }
         }
-
-        var encoder = new TextEncoder(tokenizer, description.MaxSequenceLength, description.Truncation, description.TextPrefix);
-        VBuffer<ReadOnlyMemory<char>>? keyValues = description.ClassNamesAreKeyValues
-            ? new VBuffer<ReadOnlyMemory<char>>(description.ClassNames.Length, description.ClassNames.Select(c => c.AsMemory()).ToArray())
-            : null;
-        return new ClassifierRuntime(classifier, encoder, device, description) { KeyValues = keyValues };
     }
 
     private static string CheckBase(ClassifierDescription description)

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.AI;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Generation;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -10,7 +10,7 @@ namespace Microsoft.ML.LabelTuning.Tests.Interop;
 [TestClass]
 public sealed class PeftInteropTests
 {
-    /// <summary>Methods whose import is implemented; other cases are reported as inconclusive, not passed.</summary>
+    /// <summary>Methods whose import is implemented; a case of any other method must be refused with an error that names it.</summary>
     private static readonly HashSet<string> _supported = ["LORA", "PROMPT_TUNING", "PREFIX_TUNING"];
 
     public static IEnumerable<object[]> Cases()
@@ -29,7 +29,9 @@ public sealed class PeftInteropTests
         var method = caseJson.RootElement.GetProperty("method").GetString()!;
         if (!_supported.Contains(method))
         {
-            Assert.Inconclusive($"PEFT {method} import is not implemented yet.");
+            var refusal = Assert.ThrowsExactly<NotSupportedException>(() => PeftAdapters.LoadClassifier(Path.Combine(caseFolder, "adapter"), Path.Combine(caseFolder, "base"), CPU));
+            StringAssert.Contains(refusal.Message, method);
+            return;
         }
 
         var atol = caseJson.RootElement.GetProperty("atol").GetDouble();
@@ -62,7 +64,7 @@ public sealed class PeftInteropTests
         {
             var (classifier, method, settings) = PeftAdapters.LoadClassifier(Path.Combine(caseFolder, "adapter"), Path.Combine(caseFolder, "base"), CPU);
             var runtime = new Transformers.ClassifierRuntime(classifier, null!, CPU, new Transformers.ClassifierDescription(
-                method, settings, ["a", "b", "c"], "Text", null, 64, Training.Truncation.Head, 8, false,
+                method, settings, ["a", "b", "c"], "Text", null, 64, Data.Truncation.Head, 8, false,
                 Path.Combine(caseFolder, "base"), "sha", false, [], "float32", "Score", "PredictedLabel", false));
             using var transformer = new Transformers.LabelTuningMulticlassTransformer(new MLContext(), runtime);
             transformer.ExportPeftAdapter(output.FullName);
@@ -93,6 +95,24 @@ public sealed class PeftInteropTests
         finally
         {
             output.Delete(recursive: true);
+        }
+    }
+
+    [TestMethod]
+    public void UnsupportedPeftTypesAreRefusedByName()
+    {
+        var lora = Path.Combine(AppContext.BaseDirectory, "Fixtures", "peft-reference", "lora-seqcls");
+        var folder = Directory.CreateTempSubdirectory("lt-peft-ia3-");
+        try
+        {
+            File.WriteAllText(Path.Combine(folder.FullName, "adapter_config.json"), """{"peft_type": "IA3", "task_type": "SEQ_CLS"}""");
+            File.Copy(Path.Combine(lora, "adapter", "adapter_model.safetensors"), Path.Combine(folder.FullName, "adapter_model.safetensors"));
+            var error = Assert.ThrowsExactly<NotSupportedException>(() => PeftAdapters.LoadClassifier(folder.FullName, Path.Combine(lora, "base"), CPU));
+            StringAssert.Contains(error.Message, "IA3");
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
         }
     }
 

@@ -1,6 +1,7 @@
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Pretraining;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

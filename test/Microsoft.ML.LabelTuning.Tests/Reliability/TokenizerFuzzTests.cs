@@ -1,6 +1,6 @@
 using System.Text;
 using CsCheck;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
 namespace Microsoft.ML.LabelTuning.Tests.Reliability;
 

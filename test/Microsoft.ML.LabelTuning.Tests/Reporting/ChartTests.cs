@@ -52,16 +52,26 @@ public sealed class ChartTests
     [TestMethod]
     public void ALogChartAndABarChartRender()
     {
-        var log = new LineChart { LogY = true, YLabel = "perplexity" }.AddSeries("ppl", [1, 2, 3, 4], [3000, 800, 200, 90]);
-        Assert.IsTrue(Decode(log.ToPng()).Pixels.Length > 0);
+        // On a log axis the last step (200 -> 90) is a third of a decade, a visible drop; on a linear axis up to 3000 it
+        // is a few pixels. So the series' last segment spans several times more rows on the log chart.
+        // (No legend, so the series colour is only on the line.)
+        var log = new LineChart { LogY = true, YLabel = "perplexity" }.AddSeries(string.Empty, [1, 2, 3, 4], [3000, 800, 200, 90]);
+        var linear = new LineChart { YLabel = "perplexity" }.AddSeries(string.Empty, [1, 2, 3, 4], [3000, 800, 200, 90]);
+        var logRows = LastSegmentRows(Decode(log.ToPng()), Chart.Palette[0]);
+        var linearRows = LastSegmentRows(Decode(linear.ToPng()), Chart.Palette[0]);
+        Assert.IsTrue(logRows > 3 * linearRows, $"the last segment spans {logRows} rows on the log axis and {linearRows} on the linear one");
 
         var bars = new BarChart(["LS-LLaMA (LoRA)", "ML.NET SDCA"]) { Title = "IMDB accuracy", ValueFormat = "P1", ReferenceValue = 0.5, ReferenceLabel = "chance" }
             .AddSeries("accuracy", [0.7, 0.82]);
         var (_, _, pixels) = Decode(bars.ToPng());
         Assert.IsTrue(Count(pixels, Chart.Palette[0]) > 1000 && Count(pixels, Chart.Palette[1]) > 1000, "Each single-series bar takes its own colour.");
 
-        var grouped = new BarChart(["imdb", "spam"]).AddSeries("a", [0.7, 0.9]).AddSeries("b", [0.8, double.NaN]);
-        Assert.IsTrue(Decode(grouped.ToPng()).Pixels.Length > 0);
+        // NaN leaves a gap: the second series draws one bar instead of two, and the first series is untouched.
+        var grouped = Decode(new BarChart(["imdb", "spam"]).AddSeries("a", [0.7, 0.9]).AddSeries("b", [0.8, double.NaN]).ToPng()).Pixels;
+        var full = Decode(new BarChart(["imdb", "spam"]).AddSeries("a", [0.7, 0.9]).AddSeries("b", [0.8, 0.8]).ToPng()).Pixels;
+        Assert.IsTrue(Count(grouped, Chart.Palette[1]) > 100, "the series' finite value is drawn");
+        Assert.IsTrue(Count(grouped, Chart.Palette[1]) * 3 < Count(full, Chart.Palette[1]) * 2, "the NaN value draws no bar");
+        Assert.AreEqual(Count(full, Chart.Palette[0]), Count(grouped, Chart.Palette[0]), "the other series is drawn the same");
         Assert.ThrowsExactly<ArgumentException>(() => new BarChart(["one"]).AddSeries("x", [1, 2]));
         Assert.ThrowsExactly<InvalidOperationException>(() => new LineChart().AddSeries("empty", [], []).ToPng());
     }
@@ -94,6 +104,22 @@ public sealed class ChartTests
                 Assert.AreNotSame(BitmapFont.Glyph('?'), glyph, $"'{c}' falls back to '?'.");
             }
         }
+    }
+
+    /// <summary>The rows that hold <paramref name="color"/> in the last third of the columns where it appears.</summary>
+    private static int LastSegmentRows((int Width, int Height, byte[] Pixels) image, ChartColor color)
+    {
+        bool Is(int x, int y)
+        {
+            var i = 3 * ((y * image.Width) + x);
+            return image.Pixels[i] == color.R && image.Pixels[i + 1] == color.G && image.Pixels[i + 2] == color.B;
+        }
+
+        var columns = Enumerable.Range(0, image.Width).Where(x => Enumerable.Range(0, image.Height).Any(y => Is(x, y))).ToList();
+        Assert.IsTrue(columns.Count > 0, "the series is drawn");
+        var from = columns[^1] - ((columns[^1] - columns[0]) / 3);
+        var rows = Enumerable.Range(0, image.Height).Where(y => Enumerable.Range(from, columns[^1] - from + 1).Any(x => Is(x, y))).ToList();
+        return rows[^1] - rows[0] + 1;
     }
 
     private static int Count(byte[] rgb, ChartColor color)

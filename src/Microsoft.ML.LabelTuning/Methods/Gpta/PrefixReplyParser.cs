@@ -94,6 +94,8 @@ internal static partial class PrefixReplyParser
                 }
                 catch (JsonException)
                 {
+                    // The text between this '[' and ']' is prose, not JSON: the next pair of brackets may hold the array.
+                    continue;
                 }
             }
         }

@@ -1,6 +1,7 @@
 using System.Text.Json;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Tokenizers;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods.LTuning;
 
@@ -13,8 +14,6 @@ internal sealed class LTuningFactory : ITuningMethodFactory
     {
         _variant = variant;
     }
-
-    public TuningMethod Method => _variant == LTuningVariant.Prefix ? TuningMethod.LTuningPrefix : TuningMethod.LTuningPrompt;
 
     public JsonElement Prepare(JsonElement settings, LlamaTextTokenizer tokenizer, IReadOnlyList<string> classNames)
     {

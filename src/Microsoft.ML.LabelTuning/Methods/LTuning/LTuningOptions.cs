@@ -54,7 +54,6 @@ public sealed class LTuningOptions : LabelTuningOptions
     public IReadOnlyList<string>? LabelTexts { get; set; }
 
     /// <summary>False labels sampled per example at each step, 1 to K−1 (capped at K−1). Default 1.</summary>
-    [Sweep.Range(1, 4, 1)]
     public int NegativesPerExample { get; set; } = 1;
 
     /// <summary>Where the label prompt goes (prompt variant only). Default <see cref="LTuning.LabelPlacement.Before"/>, the paper's.</summary>
@@ -84,7 +83,6 @@ public sealed class LTuningOptions : LabelTuningOptions
     /// On IMDB with the default model (600 reviews, 2 epochs) rank 16 gave 69.8%, 64 gave 72.0% and a full d×d map 73.0%.
     /// Default 64.
     /// </summary>
-    [Sweep.Choice(16, 64, 256)]
     public int MatchingRank { get; set; } = 64;
 
     internal override void Validate()

@@ -16,18 +16,15 @@ public sealed class LabelSupervisedLlamaOptions : LabelTuningOptions
     }
 
     /// <summary>LoRA rank r. 1 to 1024. Default 12.</summary>
-    [Sweep.Range(2, 64, 12, logBase: true)]
     public int LoraRank { get; set; } = 12;
 
     /// <summary>LoRA alpha; the update is scaled by alpha / r. Positive. Default 32.</summary>
     public double LoraAlpha { get; set; } = 32;
 
     /// <summary>Dropout on the LoRA input. 0 to below 1. Default 0.1.</summary>
-    [Sweep.Range(0.0, 0.2, 0.1)]
     public double LoraDropout { get; set; } = 0.1;
 
     /// <summary>Layers LoRA adapts. Default q_proj and v_proj; <see cref="LoraTargets.AllLinear"/> adapts every linear layer.</summary>
-    [Sweep.Choice(LoraTargets.QueryValue, LoraTargets.AllLinear)]
     public LoraTargets LoraTargets { get; set; } = LoraTargets.QueryValue;
 
     /// <summary>Pooling of the final hidden states, over the attention mask. Default <see cref="Methods.Pooling.Last"/>.</summary>

@@ -1,5 +1,4 @@
 using Microsoft.ML.LabelTuning.Llama;
-using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
 
 namespace Microsoft.ML.LabelTuning.Methods.Lora;
 
@@ -8,17 +7,18 @@ internal static class LoraInjector
 {
     private static readonly HashSet<string> _attention = ["q_proj", "k_proj", "v_proj", "o_proj"];
 
-    public static void Apply(LlamaModel model, LoraSettings settings)
+    /// <summary>Wraps each layer's <paramref name="targetModules"/> (HF names such as q_proj) in LoRA of the given rank and scaling.</summary>
+    public static void Apply(LlamaModel model, int rank, double alpha, double dropout, IReadOnlyList<string> targetModules, bool useRsLora)
     {
         foreach (var layer in model.Layers)
         {
-            foreach (var name in settings.TargetModules)
+            foreach (var name in targetModules)
             {
                 TorchSharp.Modules.Linear? replaced = null;
                 Func<TorchSharp.Modules.Linear, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> factory = linear =>
                 {
                     replaced = linear;
-                    return new LoraLinear(linear, settings.Rank, settings.Alpha, settings.Dropout, settings.UseRsLora);
+                    return new LoraLinear(linear, rank, alpha, dropout, useRsLora);
                 };
                 if (_attention.Contains(name))
                 {

@@ -35,7 +35,7 @@ internal sealed class PrefixTuningAdapter : nn.Module, IInputAdapter
         : base(nameof(PrefixTuningAdapter))
     {
         var config = model.Config;
-        var reference = model.EmbedTokens.weight!;
+        using var reference = model.EmbedTokens.weight!; // a new handle on each read: released here, or it would keep the table alive
         var (device, dtype) = (reference.device, reference.dtype);
         _layers = config.NumHiddenLayers;
         _kvHeads = config.KeyValueHeadCount;

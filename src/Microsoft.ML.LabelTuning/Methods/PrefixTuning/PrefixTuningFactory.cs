@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Training;
 using Microsoft.ML.LabelTuning.Transformers;
 
 namespace Microsoft.ML.LabelTuning.Methods.PrefixTuning;
@@ -7,8 +8,6 @@ namespace Microsoft.ML.LabelTuning.Methods.PrefixTuning;
 /// <summary>Builds prefix tuning: the frozen decoder, a <see cref="PrefixTuningAdapter"/> and a head.</summary>
 internal sealed class PrefixTuningFactory : ITuningMethodFactory
 {
-    public TuningMethod Method => TuningMethod.PrefixTuning;
-
     IClassifierModel ITuningMethodFactory.Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel)
         => Build(model, classCount, settings, tokenLevel);
 

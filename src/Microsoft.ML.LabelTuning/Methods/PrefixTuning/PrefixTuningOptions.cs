@@ -15,14 +15,12 @@ public sealed class PrefixTuningOptions : LabelTuningOptions
     }
 
     /// <summary>Prefix length n: keys and values per layer that every token attends to. 1 to 4096. Default 20.</summary>
-    [Sweep.Range(4, 64, 20, logBase: true)]
     public int VirtualTokenCount { get; set; } = 20;
 
     /// <summary>
     /// Hidden size of PEFT's reparameterisation MLP (Embedding, Linear, Tanh, Linear) that produces the prefixes during
     /// training; 0 trains the prefixes directly. After training the MLP folds into plain prefixes. 0 to 65536. Default 0.
     /// </summary>
-    [Sweep.Choice(0, 128)]
     public int ProjectionHiddenSize { get; set; }
 
     /// <summary>Pooling of the final hidden states of the real tokens. Default <see cref="Methods.Pooling.Last"/> (the last real token).</summary>

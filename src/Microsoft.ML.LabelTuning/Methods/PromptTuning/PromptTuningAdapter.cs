@@ -46,7 +46,7 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
         : base(nameof(PromptTuningAdapter))
     {
         Settings = settings;
-        var reference = model.EmbedTokens.weight!;
+        using var reference = model.EmbedTokens.weight!; // a new handle on each read: released here, or it would keep the table alive
         var (device, dtype) = (reference.device, reference.dtype);
         var d = model.Config.HiddenSize;
         var n = settings.VirtualTokenCount;
@@ -148,7 +148,7 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
 
     private static Tensor InitialPrompt(LlamaModel model, PromptTuningSettings settings)
     {
-        var table = model.EmbedTokens.weight!; // [V, D]
+        using var table = model.EmbedTokens.weight!; // [V, D]; a new handle on each read, released here
         var n = settings.VirtualTokenCount;
         switch (settings.Init)
         {

@@ -1,13 +1,12 @@
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Llama;
+using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Methods.PromptTuning;
 
 /// <summary>Builds prompt tuning, DePT and EPT: the frozen decoder, a <see cref="PromptTuningAdapter"/> and a head.</summary>
 internal sealed class PromptTuningFactory : ITuningMethodFactory
 {
-    public TuningMethod Method => TuningMethod.PromptTuning;
-
     IClassifierModel ITuningMethodFactory.Build(LlamaModel model, int classCount, JsonElement settings, bool tokenLevel)
         => Build(model, classCount, settings, tokenLevel);
 

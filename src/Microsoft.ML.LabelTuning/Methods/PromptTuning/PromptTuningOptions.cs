@@ -29,7 +29,6 @@ public sealed class PromptTuningOptions : LabelTuningOptions
     }
 
     /// <summary>Number of virtual tokens n prepended to every input. 1 to 4096. Default 20.</summary>
-    [Sweep.Range(4, 64, 20, logBase: true)]
     public int VirtualTokenCount { get; set; } = 20;
 
     /// <summary>How the virtual tokens start. Default <see cref="PromptTuningInit.Random"/>.</summary>
@@ -45,11 +44,9 @@ public sealed class PromptTuningOptions : LabelTuningOptions
     /// DePT's rank r: 0 is plain prompt tuning; r &gt; 0 adds a low-rank update A·B (A is MaxSequenceLength × r,
     /// B is r × hidden) to the input token embeddings, position by position. 0 to 1024. Default 0.
     /// </summary>
-    [Sweep.Choice(0, 4, 16)]
     public int DecomposedRank { get; set; }
 
     /// <summary>DePT's learning rate for A and B (the prompt and the head use <see cref="LabelTuningOptions.LearningRate"/>). Positive. Default 1e-3.</summary>
-    [Sweep.Range(1e-4, 1e-2, 1e-3, logBase: true)]
     public double DecomposedLearningRate { get; set; } = 1e-3;
 
     /// <summary>DePT's alpha: the low-rank update is scaled by alpha / sqrt(r), as in DePT's code. Positive. Default 8 (DePT's default).</summary>

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Microsoft.ML.LabelTuning.Checkpoints;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Transformers;
 using Microsoft.ML.Runtime;
 

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.AI;
 using Microsoft.ML.Data;
+using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Generation;
 using Microsoft.ML.LabelTuning.Methods.Gpta;
 using Microsoft.ML.LabelTuning.Methods.LabelSupervised;
@@ -69,7 +70,7 @@ public sealed class GptaImdbExperiment
             BatchSize = 8,
             LearningRate = 3e-4,
             MaxSequenceLength = 128,
-            Truncation = Training.Truncation.HeadTail,
+            Truncation = Data.Truncation.HeadTail,
             Seed = 1,
             TextPrefix = prefix,
         };

@@ -1,5 +1,5 @@
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 
 namespace Microsoft.ML.LabelTuning.Tests.Methods.Gpta;

@@ -1,9 +1,9 @@
 using System.Globalization;
 using Microsoft.ML.Data;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.LTuning;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Transformers;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -170,7 +170,7 @@ public sealed class LTuningTests
             tokenizer, ["negative", "positive", "sport"]);
         random.manual_seed(9);
         using var classifier = (LTuningClassifier)factory.Build(ClassifierFactory.LoadDecoder(_model, CPU, ScalarType.Float32), 3, settings, false);
-        var encoder = new TextEncoder(tokenizer, 32, Training.Truncation.Head);
+        var encoder = new TextEncoder(tokenizer, 32, Data.Truncation.Head);
         var sequences = ToyData.Rows(6, seed: 4).Select(r => encoder.Encode(new TextInput(r.Text, null), out _)).ToList();
         var batch = TokenBatch.Collate(sequences, encoder.PadId, CPU);
         using var noGrad = no_grad();
@@ -337,7 +337,7 @@ public sealed class LTuningTests
         }
 
         classifier.SetTraining(false);
-        var encoder = new TextEncoder(tokenizer, 32, Training.Truncation.Head);
+        var encoder = new TextEncoder(tokenizer, 32, Data.Truncation.Head);
         var sequences = ToyData.Rows(5, seed: 4).Select(r => encoder.Encode(new TextInput(r.Text, null), out _)).ToList(); // ragged: padding matters
         return (classifier, TokenBatch.Collate(sequences, encoder.PadId, CPU));
     }

@@ -47,7 +47,7 @@ public sealed class PrefixTuningTests
     private static LlamaSequenceClassifier Build(string folder, PrefixTuningSettings settings)
     {
         var model = ClassifierFactory.LoadDecoder(folder, CPU, ScalarType.Float32);
-        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PrefixTuning)
+        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PrefixTuning).Factory
             .Build(model, 3, JsonSerializer.SerializeToElement(settings, SettingsJson.Options), tokenLevel: false);
     }
 

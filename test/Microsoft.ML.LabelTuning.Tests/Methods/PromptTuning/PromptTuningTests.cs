@@ -1,10 +1,10 @@
 using System.Text.Json;
 using Microsoft.ML.Data;
-using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Interop;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Methods;
 using Microsoft.ML.LabelTuning.Methods.PromptTuning;
+using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Transformers;
 using TorchSharp;
 using static Microsoft.ML.LabelTuning.Tests.Methods.PromptTuning.PromptLearningTestKit;
@@ -49,7 +49,7 @@ public sealed class PromptTuningTests
     private static LlamaSequenceClassifier Build(string folder, PromptTuningSettings settings, int classes = 3)
     {
         var model = ClassifierFactory.LoadDecoder(folder, CPU, ScalarType.Float32);
-        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning)
+        return (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning).Factory
             .Build(model, classes, JsonSerializer.SerializeToElement(settings, SettingsJson.Options), tokenLevel: false);
     }
 
