@@ -441,7 +441,36 @@ public sealed class SweepSnapshot
     [Id(11)]
     public DateTime? FinishedUtc { get; init; }
 
+    /// <summary>Gets when each attempt was assigned and when its result reached the coordinator (scheduling overhead = that span minus the silo's own time).</summary>
+    [Id(13)]
+    public List<TrialTiming> Timings { get; init; } = [];
+
     /// <summary>Gets the error that stopped the coordinator itself (for example a sweep description it cannot read), or null.</summary>
     [Id(12)]
     public string? Error { get; init; }
+}
+
+/// <summary>When an attempt was assigned and when the coordinator recorded its result.</summary>
+[GenerateSerializer]
+public sealed class TrialTiming
+{
+    /// <summary>Gets or sets the trial number.</summary>
+    [Id(0)]
+    public int TrialId { get; set; }
+
+    /// <summary>Gets or sets the attempt.</summary>
+    [Id(1)]
+    public int Attempt { get; set; }
+
+    /// <summary>Gets or sets the silo.</summary>
+    [Id(2)]
+    public string Silo { get; set; } = string.Empty;
+
+    /// <summary>Gets or sets when the coordinator assigned the attempt.</summary>
+    [Id(3)]
+    public DateTime AssignedUtc { get; set; }
+
+    /// <summary>Gets or sets when the coordinator recorded the attempt's result (null while running or when it produced none).</summary>
+    [Id(4)]
+    public DateTime? RecordedUtc { get; set; }
 }

@@ -62,6 +62,9 @@ internal sealed class SweepState
 
     [Id(15)]
     public string? Error { get; set; }
+
+    [Id(16)]
+    public List<TrialTiming> Timings { get; set; } = [];
 }
 
 /// <summary>Runs one sweep across the cluster's silos; see <see cref="ISweepCoordinatorGrain"/>.</summary>
@@ -359,6 +362,7 @@ internal sealed class SweepCoordinatorGrain(
             LastAnswerUtc = DateTime.UtcNow,
         };
         S.Running.Add(running);
+        S.Timings.Add(new TrialTiming { TrialId = proposal.TrialId, Attempt = attempt, Silo = running.Silo, AssignedUtc = running.StartedUtc });
         try
         {
             await GrainFactory.GetGrain<ITrialGrain>(key)
@@ -425,6 +429,11 @@ internal sealed class SweepCoordinatorGrain(
         }
 
         S.Retry.Remove(record.Id);
+        if (S.Timings.FirstOrDefault(t => t.TrialId == record.Id && t.Attempt == record.Attempt) is { } timing)
+        {
+            timing.RecordedUtc = DateTime.UtcNow;
+        }
+
         S.Results.Add(record);
         S.Results.Sort((a, b) => a.Id.CompareTo(b.Id));
         var result = record.ToResult();
@@ -546,6 +555,7 @@ internal sealed class SweepCoordinatorGrain(
         StartedUtc = S.StartedUtc,
         FinishedUtc = S.FinishedUtc,
         Error = S.Error,
+        Timings = [.. S.Timings.Select(t => new TrialTiming { TrialId = t.TrialId, Attempt = t.Attempt, Silo = t.Silo, AssignedUtc = t.AssignedUtc, RecordedUtc = t.RecordedUtc })],
     };
 
     private static void TryDelete(string path)
