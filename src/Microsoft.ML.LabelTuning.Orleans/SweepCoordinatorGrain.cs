@@ -99,7 +99,19 @@ internal sealed class SweepCoordinatorGrain(
             S.Spec = spec;
             S.StartedUtc = DateTime.UtcNow;
             Event($"sweep {this.GetPrimaryKeyString()} starts on coordinator silo {siloDetails.SiloAddress}");
-            await state.WriteStateAsync();
+            try
+            {
+                await state.WriteStateAsync();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Nothing starts unless it is persisted; the storage's own exception may not travel to the client.
+                S.Spec = null;
+                S.Events.Clear();
+                throw new InvalidOperationException(
+                    $"The coordinator of sweep '{this.GetPrimaryKeyString()}' could not save the sweep to grain storage '{LabelTuningCluster.StorageName}': {e.GetType().Name}: {e.Message}");
+            }
+
             StartTimer();
         }
         else if (S.Spec.DescriptionJson != spec.DescriptionJson || S.Spec.TrainDataSha256 != spec.TrainDataSha256
