@@ -476,21 +476,31 @@ internal sealed class SweepCoordinatorGrain(
     {
         S.Finished = true;
         S.FinishedUtc = DateTime.UtcNow;
-        if (S.BestTrialId is { } best && S.Results.First(r => r.Id == best).ModelPath is { } trained && File.Exists(trained))
+        try
         {
-            // The winning model, where a local sweep's checkpoint folder keeps it.
-            var kept = Path.Combine(S.Spec!.SweepFolder, string.Create(CultureInfo.InvariantCulture, $"trial-{best:D4}.zip"));
-            File.Copy(trained, kept, overwrite: true);
-            S.BestModelPath = kept;
-        }
-
-        var log = new TrialLog(S.Spec!.SweepFolder);
-        if (!File.Exists(Path.Combine(S.Spec.SweepFolder, TrialLog.FileName)))
-        {
-            foreach (var result in S.Results)
+            if (S.BestTrialId is { } best && S.Results.First(r => r.Id == best).ModelPath is { } trained && File.Exists(trained))
             {
-                log.Append(result.ToResult());
+                // The winning model, where a local sweep's checkpoint folder keeps it.
+                var kept = Path.Combine(S.Spec!.SweepFolder, string.Create(CultureInfo.InvariantCulture, $"trial-{best:D4}.zip"));
+                var temporary = $"{kept}.{Guid.NewGuid():N}.tmp";
+                File.Copy(trained, temporary, overwrite: true);
+                File.Move(temporary, kept, overwrite: true);
+                S.BestModelPath = kept;
             }
+
+            var log = new TrialLog(S.Spec!.SweepFolder);
+            if (!File.Exists(Path.Combine(S.Spec.SweepFolder, TrialLog.FileName)))
+            {
+                foreach (var result in S.Results)
+                {
+                    log.Append(result.ToResult());
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The leaderboard stands; the client reports the missing model with the shared folder's path.
+            Event($"the winning model or trials.jsonl could not be written to '{S.Spec!.SweepFolder}': {e.Message}");
         }
 
         Event($"sweep finished ({S.StopReason}): {S.Results.Count} trial(s), {S.FailedAttempts.Count} failed attempt(s); best {(S.BestTrialId is { } b ? $"#{b}" : "none")}");

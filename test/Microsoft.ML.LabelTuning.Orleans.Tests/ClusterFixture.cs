@@ -73,6 +73,27 @@ internal static class ClusterFixture
 
     public static string TempFolder() => Directory.CreateTempSubdirectory("lt-cluster-").FullName;
 
+    /// <summary>Deletes a test folder; a trial of a stopped silo may still be writing its last checkpoint there, so it retries.</summary>
+    public static void DeleteFolder(string folder)
+    {
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                if (Directory.Exists(folder))
+                {
+                    Directory.Delete(folder, recursive: true);
+                }
+
+                return;
+            }
+            catch (IOException) when (attempt < 20)
+            {
+                Thread.Sleep(250);
+            }
+        }
+    }
+
     /// <summary>Asserts two leaderboards hold the same trials with the same metrics (within 1e-6).</summary>
     public static void AssertSameLeaderboard(SweepLeaderboard expected, SweepLeaderboard actual)
     {

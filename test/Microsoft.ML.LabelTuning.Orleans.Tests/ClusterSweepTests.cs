@@ -32,7 +32,7 @@ public sealed class ClusterSweepTests
             ClusterFixture.AssertSameLeaderboard(local.Leaderboard, remote.Leaderboard);
             Assert.AreEqual(local.BestTrial.Id, remote.BestTrial.Id);
             Assert.AreEqual(local.StopReason, remote.StopReason);
-            Assert.AreEqual(new[] { 0, 0, 0, 1, 0 }.Length, remote.Leaderboard.Count);
+            Assert.AreEqual(5, remote.Leaderboard.Count);
             CollectionAssert.AreEqual(new[] { 0, 0, 0, 1, 0 }, remote.Leaderboard.OrderBy(t => t.Id).Select(t => t.Rung).ToArray(), "rungs: three at 1 epoch, one promotion, a new bracket");
 
             // The winning model came back from shared storage and scores as the local one does.
@@ -52,7 +52,7 @@ public sealed class ClusterSweepTests
             (local.Model as IDisposable)?.Dispose();
             await cluster.StopAllSilosAsync();
             await cluster.DisposeAsync();
-            Directory.Delete(shared, recursive: true);
+            ClusterFixture.DeleteFolder(shared);
         }
     }
 
@@ -82,7 +82,8 @@ public sealed class ClusterSweepTests
             {
                 await Task.Delay(50);
                 var snapshot = await coordinator.GetSnapshotAsync();
-                foreach (var running in snapshot.Running.Where(r => r.Step > 0))
+                // Early in its training, so that it cannot finish before the kill lands.
+                foreach (var running in snapshot.Running.Where(r => r.Step > 0 && r.Step < r.TotalSteps / 2))
                 {
                     victim = cluster.SecondarySilos.FirstOrDefault(s => s.SiloAddress.ToParsableString() == running.Silo);
                     if (victim is not null)
@@ -116,7 +117,72 @@ public sealed class ClusterSweepTests
             (local.Model as IDisposable)?.Dispose();
             await cluster.StopAllSilosAsync();
             await cluster.DisposeAsync();
-            Directory.Delete(shared, recursive: true);
+            ClusterFixture.DeleteFolder(shared);
+        }
+    }
+
+    [TestMethod]
+    public async Task ACoordinatorActivatedAfreshResumesTheSameSweepFromGrainStorage()
+    {
+        // Successive halving at 2 and 6 epochs: the whole cluster stops after the first rung, a new cluster (sharing only
+        // the grain storage and the shared folder) must replay the tuner, promote the same configuration and finish.
+        static LabelTuningExperiment Sweep(MLContext ml) => ClusterFixture.Experiment(ml, ClusterFixture.Space(epochs: 1))
+            .SetSuccessiveHalvingTuner(minEpochs: 2, maxEpochs: 6, eta: 3)
+            .SetMaxTrials(5);
+
+        var local = await Sweep(new MLContext(seed: 1)).RunAsync();
+        var shared = ClusterFixture.TempFolder();
+        var options = new ClusterSweepOptions
+        {
+            SharedFolder = shared, SweepId = "restart", PollInterval = TimeSpan.FromMilliseconds(100), CheckpointEverySteps = 1, CoordinatorTimeout = TimeSpan.FromSeconds(2),
+        };
+        var first = await ClusterFixture.StartAsync(silos: 2);
+        SweepSnapshot stopped;
+        try
+        {
+            var abandoned = Sweep(new MLContext(seed: 1)).RunOnCluster(first.Client, options).RunAsync();
+            var coordinator = first.Client.GetGrain<ISweepCoordinatorGrain>("restart");
+            var clock = Stopwatch.StartNew();
+            do
+            {
+                await Task.Delay(50);
+                stopped = await coordinator.GetSnapshotAsync();
+            }
+            while (stopped.Results.Count < 3 && !stopped.Finished && clock.Elapsed < TimeSpan.FromMinutes(2));
+
+            Assert.IsFalse(stopped.Finished, "the sweep finished before the cluster could be stopped");
+            await first.StopAllSilosAsync();
+            try
+            {
+                await abandoned.WaitAsync(TimeSpan.FromMinutes(1));
+            }
+            catch (Exception e) when (e is TimeoutException or OrleansException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The first client loses its cluster; the sweep lives on in grain storage.
+            }
+        }
+        finally
+        {
+            await first.DisposeAsync();
+        }
+
+        var second = await ClusterFixture.StartAsync(silos: 2);
+        try
+        {
+            var remote = await Sweep(new MLContext(seed: 1)).RunOnCluster(second.Client, options).RunAsync();
+            var resumed = await second.Client.GetGrain<ISweepCoordinatorGrain>("restart").GetSnapshotAsync();
+            Console.WriteLine($"stopped with {stopped.Results.Count} result(s) and {stopped.Running.Count} running\n" + string.Join('\n', resumed.Events));
+            Assert.IsTrue(resumed.Events.Any(e => e.Contains("coordinator activated", StringComparison.Ordinal)), "the coordinator resumed from storage");
+            CollectionAssert.AreEqual(stopped.Results.Select(r => r.Id).ToArray(), resumed.Results.Where(r => stopped.Results.Any(s => s.Id == r.Id)).Select(r => r.Id).ToArray());
+            CollectionAssert.AreEqual(new[] { 0, 0, 0, 1, 0 }, remote.Leaderboard.OrderBy(t => t.Id).Select(t => t.Rung).ToArray());
+            ClusterFixture.AssertSameLeaderboard(local.Leaderboard, remote.Leaderboard);
+        }
+        finally
+        {
+            (local.Model as IDisposable)?.Dispose();
+            await second.StopAllSilosAsync();
+            await second.DisposeAsync();
+            ClusterFixture.DeleteFolder(shared);
         }
     }
 
@@ -155,7 +221,7 @@ public sealed class ClusterSweepTests
             TrialExecutor.FaultInjection = null;
             await cluster.StopAllSilosAsync();
             await cluster.DisposeAsync();
-            Directory.Delete(shared, recursive: true);
+            ClusterFixture.DeleteFolder(shared);
         }
     }
 
@@ -192,7 +258,7 @@ public sealed class ClusterSweepTests
         }
         finally
         {
-            Directory.Delete(folder, recursive: true);
+            ClusterFixture.DeleteFolder(folder);
         }
     }
 

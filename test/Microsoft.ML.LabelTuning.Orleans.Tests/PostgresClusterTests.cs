@@ -52,7 +52,7 @@ public sealed class PostgresClusterTests
         }
         finally
         {
-            Directory.Delete(folder, recursive: true);
+            ClusterFixture.DeleteFolder(folder);
         }
     }
 
