@@ -112,33 +112,85 @@ internal sealed class ClusterSweepBackend(IClusterClient client, ClusterSweepOpt
         }
     }
 
-    /// <summary>Writes a data view once to shared storage as an ML.NET binary file named by its content hash.</summary>
+    /// <summary>
+    /// Writes a data view once to shared storage as an ML.NET binary file named by the hash of its rows (the binary
+    /// format's bytes are not the same from one save to the next, the rows are), and returns the file and the SHA-256 of
+    /// its bytes, which every silo checks. The same rows again reuse the file, so the sweep keeps its id and its spec.
+    /// </summary>
     private (string Path, string Sha256) SaveData(MLContext ml, IDataView data, string name)
     {
-        var temporary = Path.Combine(options.SharedFolder, $"{name}.{Guid.NewGuid():N}.tmp");
-        try
+        string rows;
+        using (var hashing = new HashingStream())
         {
-            using (var stream = File.Create(temporary))
-            {
-                ml.Data.SaveAsBinary(data, stream, keepHidden: false);
-            }
-
-            var sha = ContentHash.OfFile(temporary);
-            var path = Path.GetFullPath(Path.Combine(options.SharedFolder, $"{name}-{sha[..16]}.idv"));
-            if (File.Exists(path) && ContentHash.OfFile(path) == sha)
-            {
-                return (path, sha);
-            }
-
-            File.Move(temporary, path, overwrite: true);
-            return (path, sha);
+            ml.Data.SaveAsText(data, hashing, separatorChar: '\t', headerRow: true, schema: true);
+            rows = hashing.Hash();
         }
-        finally
+
+        var path = Path.GetFullPath(Path.Combine(options.SharedFolder, $"{name}-{rows[..16]}.idv"));
+        if (!File.Exists(path))
         {
-            if (File.Exists(temporary))
+            var temporary = $"{path}.{Guid.NewGuid():N}.tmp";
+            try
+            {
+                using (var stream = File.Create(temporary))
+                {
+                    ml.Data.SaveAsBinary(data, stream, keepHidden: false);
+                }
+
+                File.Move(temporary, path, overwrite: false);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Another client wrote the same rows first.
+            }
+            finally
             {
                 File.Delete(temporary);
             }
+        }
+
+        return (path, ContentHash.OfFile(path));
+    }
+
+    /// <summary>A write-only stream that hashes what is written.</summary>
+    private sealed class HashingStream : Stream
+    {
+        private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public string Hash() => Convert.ToHexString(_sha.GetHashAndReset()).ToLowerInvariant();
+
+        public override void Write(byte[] buffer, int offset, int count) => _sha.AppendData(buffer, offset, count);
+
+        public override void Write(ReadOnlySpan<byte> buffer) => _sha.AppendData(buffer);
+
+        public override void Flush()
+        {
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                _sha.Dispose();
+            }
+
+            base.Dispose(disposing);
         }
     }
 

@@ -7,8 +7,12 @@ namespace Microsoft.ML.LabelTuning.Orleans;
 /// <summary>
 /// What every trial of one cluster sweep shares: the sweep as data (settings, search space, tuner), where the data
 /// and the base model are, the SHA-256 of each (checked by every silo before it trains), and the sweep's folder on
-/// shared storage.
+/// shared storage. <see cref="ClusterSweepOptions"/> fills in every property.
 /// </summary>
+/// <remarks>
+/// Orleans' generated serializers leave out a field that holds its type's default value, so the types of this file
+/// initialise nothing to another value: the receiving side would see the initializer instead of a false or a 0 sent.
+/// </remarks>
 [GenerateSerializer]
 [Immutable]
 public sealed class ClusterSweepSpec
@@ -43,23 +47,23 @@ public sealed class ClusterSweepSpec
 
     /// <summary>Gets a value indicating whether trials write training checkpoints, so a trial re-run elsewhere resumes from the last one.</summary>
     [Id(7)]
-    public bool TrialCheckpoints { get; init; } = true;
+    public bool TrialCheckpoints { get; init; }
 
     /// <summary>Gets the optimizer steps between a trial's checkpoints.</summary>
     [Id(8)]
-    public int CheckpointEverySteps { get; init; } = 200;
+    public int CheckpointEverySteps { get; init; }
 
     /// <summary>Gets how often the coordinator polls its running trials.</summary>
     [Id(9)]
-    public TimeSpan PollInterval { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan PollInterval { get; init; }
 
     /// <summary>Gets the silos a trial may fail on (a dead silo, a missing file, a hash mismatch) before it is recorded as failed. At least 1. Default 2.</summary>
     [Id(10)]
-    public int MaxSilosPerTrial { get; init; } = 2;
+    public int MaxSilosPerTrial { get; init; }
 
     /// <summary>Gets how long a running trial's silo may not answer while membership still lists it as active, before the attempt counts as lost.</summary>
     [Id(11)]
-    public TimeSpan UnresponsiveAfter { get; init; } = TimeSpan.FromMinutes(2);
+    public TimeSpan UnresponsiveAfter { get; init; }
 }
 
 /// <summary>One attempt of one trial, sent to the trial grain of a chosen silo.</summary>
@@ -167,9 +171,9 @@ public sealed class TrialRecord
     [Id(6)]
     public string Status { get; init; } = string.Empty;
 
-    /// <summary>Gets the sweep's metric (NaN when failed).</summary>
+    /// <summary>Gets the sweep's metric (NaN when failed; every constructor sets it).</summary>
     [Id(7)]
-    public double Metric { get; init; } = double.NaN;
+    public double Metric { get; init; }
 
     /// <summary>Gets every metric by name.</summary>
     [Id(8)]
@@ -243,6 +247,7 @@ public sealed class TrialRecord
         MethodName = LabelTuningExperiment.MethodName(Enum.Parse<TuningMethod>(proposal.Method), null),
         Parameters = proposal.Parameters,
         Status = nameof(TrialStatus.Failed),
+        Metric = double.NaN,
         Error = error,
         Attempt = attempt,
     };
@@ -349,6 +354,13 @@ public sealed class FailedAttempt
     /// <summary>Gets why the attempt ended without a result.</summary>
     [Id(3)]
     public string Error { get; init; } = string.Empty;
+
+    /// <summary>
+    /// Gets a value indicating whether the assignment never reached the silo (for example while the cluster is still
+    /// declaring another silo dead); such an attempt does not count as the silo failing the trial.
+    /// </summary>
+    [Id(4)]
+    public bool NeverStarted { get; init; }
 }
 
 /// <summary>A trial being trained: which attempt, on which silo, since when, and how far.</summary>

@@ -75,6 +75,9 @@ internal sealed class SweepCoordinatorGrain(
     ILogger<SweepCoordinatorGrain> logger) : Grain, ISweepCoordinatorGrain
 {
     private const int MaxEvents = 500;
+
+    /// <summary>Assignments of one trial that may fail to reach a silo before the trial is given up (each tick retries one).</summary>
+    private const int MaxUnstartedAttempts = 100;
     private SweepDescription? _description;
     private ISweepTuner? _tuner;
     private IGrainTimer? _timer;
@@ -114,12 +117,10 @@ internal sealed class SweepCoordinatorGrain(
 
             StartTimer();
         }
-        else if (S.Spec.DescriptionJson != spec.DescriptionJson || S.Spec.TrainDataSha256 != spec.TrainDataSha256
-            || S.Spec.ValidationDataSha256 != spec.ValidationDataSha256 || S.Spec.ModelSha256 != spec.ModelSha256)
+        else if (Difference(S.Spec, spec) is { } difference)
         {
             throw new InvalidOperationException(
-                $"Sweep '{this.GetPrimaryKeyString()}' already holds another sweep (other settings, search space, data or base model); " +
-                "give this one another ClusterSweepOptions.SweepId.");
+                $"Sweep '{this.GetPrimaryKeyString()}' already holds another sweep ({difference}); give this one another ClusterSweepOptions.SweepId.");
         }
         else if (!S.Finished)
         {
@@ -302,7 +303,7 @@ internal sealed class SweepCoordinatorGrain(
         var free = active.Keys.Where(k => !busy.Contains(k)).Order(StringComparer.Ordinal).ToList();
         foreach (var trialId in S.Retry.ToList())
         {
-            var failedOn = S.FailedAttempts.Where(f => f.TrialId == trialId).Select(f => f.Silo).ToHashSet(StringComparer.Ordinal);
+            var failedOn = FailedSilos(trialId);
             if (active.Count > 0 && active.Keys.All(failedOn.Contains))
             {
                 GiveUp(trialId, $"every silo in the cluster failed it ({failedOn.Count})");
@@ -310,7 +311,9 @@ internal sealed class SweepCoordinatorGrain(
                 continue;
             }
 
-            var silo = free.FirstOrDefault(k => !failedOn.Contains(k));
+            // Another silo than the last unreachable one where there is a choice.
+            var unreachable = S.FailedAttempts.LastOrDefault(f => f.TrialId == trialId && f.NeverStarted)?.Silo;
+            var silo = free.Where(k => !failedOn.Contains(k)).OrderBy(k => k == unreachable ? 1 : 0).FirstOrDefault();
             if (silo is null)
             {
                 continue;
@@ -384,7 +387,7 @@ internal sealed class SweepCoordinatorGrain(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            AttemptFailed(running, $"assigning it to silo {running.Silo} failed: {e.GetType().Name}: {e.Message}");
+            AttemptFailed(running, $"assigning it to silo {running.Silo} failed: {e.GetType().Name}: {e.Message.Split('\n')[0]}", started: false);
         }
     }
 
@@ -402,14 +405,18 @@ internal sealed class SweepCoordinatorGrain(
         AttemptFailed(running, reason);
     }
 
-    private void AttemptFailed(RunningTrial running, string error)
+    private void AttemptFailed(RunningTrial running, string error, bool started = true)
     {
         S.Running.Remove(running);
-        S.FailedAttempts.Add(new FailedAttempt { TrialId = running.TrialId, Attempt = running.Attempt, Silo = running.Silo, Error = error });
-        var silos = S.FailedAttempts.Where(f => f.TrialId == running.TrialId).Select(f => f.Silo).Distinct(StringComparer.Ordinal).Count();
+        S.FailedAttempts.Add(new FailedAttempt { TrialId = running.TrialId, Attempt = running.Attempt, Silo = running.Silo, Error = error, NeverStarted = !started });
+        var silos = FailedSilos(running.TrialId).Count;
         if (silos >= S.Spec!.MaxSilosPerTrial)
         {
             GiveUp(running.TrialId, $"it failed on {silos} silos");
+        }
+        else if (S.FailedAttempts.Count(f => f.TrialId == running.TrialId && f.NeverStarted) >= MaxUnstartedAttempts)
+        {
+            GiveUp(running.TrialId, $"{MaxUnstartedAttempts} assignments did not reach a silo");
         }
         else if (S.StopReason is not (nameof(SweepStopReason.Cancelled) or nameof(SweepStopReason.TimeBudget)))
         {
@@ -418,10 +425,15 @@ internal sealed class SweepCoordinatorGrain(
         }
     }
 
+    /// <summary>The silos that accepted the trial and failed it (unreachable assignments do not count).</summary>
+    private HashSet<string> FailedSilos(int trialId)
+        => S.FailedAttempts.Where(f => f.TrialId == trialId && !f.NeverStarted).Select(f => f.Silo).ToHashSet(StringComparer.Ordinal);
+
     private void GiveUp(int trialId, string why)
     {
         S.Retry.Remove(trialId);
-        var errors = S.FailedAttempts.Where(f => f.TrialId == trialId).Select(f => $"attempt {f.Attempt} on {f.Silo}: {f.Error}");
+        var failed = S.FailedAttempts.Where(f => f.TrialId == trialId).ToList();
+        var errors = (failed.Any(f => !f.NeverStarted) ? failed.Where(f => !f.NeverStarted) : failed.TakeLast(3)).Select(f => $"attempt {f.Attempt} on {f.Silo}: {f.Error}");
         var attempts = S.FailedAttempts.Count(f => f.TrialId == trialId);
         Record(TrialRecord.Failed(S.Proposals[trialId - 1], $"Trial {trialId} is recorded as failed because {why}: {string.Join("; ", errors)}", attempts));
     }
@@ -579,6 +591,14 @@ internal sealed class SweepCoordinatorGrain(
         Error = S.Error,
         Timings = [.. S.Timings.Select(t => new TrialTiming { TrialId = t.TrialId, Attempt = t.Attempt, Silo = t.Silo, AssignedUtc = t.AssignedUtc, RecordedUtc = t.RecordedUtc })],
     };
+
+    /// <summary>What makes <paramref name="other"/> another sweep than <paramref name="held"/>, or null when it is the same.</summary>
+    private static string? Difference(ClusterSweepSpec held, ClusterSweepSpec other)
+        => held.DescriptionJson != other.DescriptionJson ? "other settings, search space, budgets or seed"
+            : held.TrainDataSha256 != other.TrainDataSha256 ? $"other training data: SHA-256 {other.TrainDataSha256}, the sweep's is {held.TrainDataSha256}"
+            : held.ValidationDataSha256 != other.ValidationDataSha256 ? $"other validation data: SHA-256 {other.ValidationDataSha256}, the sweep's is {held.ValidationDataSha256}"
+            : held.ModelSha256 != other.ModelSha256 ? $"another base model: SHA-256 {other.ModelSha256}, the sweep's is {held.ModelSha256}"
+            : null;
 
     private static void TryDelete(string path)
     {

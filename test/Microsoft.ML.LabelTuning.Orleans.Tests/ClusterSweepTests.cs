@@ -105,11 +105,13 @@ public sealed class ClusterSweepTests
             // Every trial is accounted for once, the killed one re-ran on another silo, and the metrics equal the local sweep's.
             CollectionAssert.AreEqual(new[] { 1, 2, 3, 4 }, final.Results.Select(r => r.Id).ToArray());
             Assert.IsTrue(final.Results.All(r => r.Status == nameof(TrialStatus.Completed)), string.Join('\n', final.Results));
-            var lost = final.FailedAttempts.Single(f => f.TrialId == killed.TrialId);
+            // (An assignment made while the cluster was still declaring the silo dead may not have reached a silo; such
+            // attempts are recorded as not started and do not count against the trial.)
+            var lost = final.FailedAttempts.Single(f => f.TrialId == killed.TrialId && !f.NeverStarted);
             Assert.AreEqual(victim.SiloAddress.ToParsableString(), lost.Silo);
             var rerun = final.Results.Single(r => r.Id == killed.TrialId);
             Assert.AreNotEqual(lost.Silo, rerun.Silo, "the trial re-ran on another silo");
-            Assert.AreEqual(2, rerun.Attempt);
+            Assert.IsTrue(rerun.Attempt >= 2, $"attempt {rerun.Attempt}");
             ClusterFixture.AssertSameLeaderboard(local.Leaderboard, remote.Leaderboard);
         }
         finally

@@ -8,6 +8,7 @@ internal sealed class WorkerProcess : IDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private bool _disposed;
 
     public WorkerProcess(params string[] arguments)
     {
@@ -81,6 +82,12 @@ internal sealed class WorkerProcess : IDisposable
 
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         if (!_process.HasExited)
         {
             _process.Kill(entireProcessTree: true);
