@@ -59,18 +59,45 @@ public static class LabelTuningCluster
     }
 
     /// <summary>
-    /// Adds what a silo needs to train trials: the placement that puts each trial on the silo the coordinator chose.
-    /// Register a grain storage named <see cref="StorageName"/> too (ADO.NET in production, memory for development).
+    /// Adds what a silo needs to train trials: the placement that puts each trial on the silo the coordinator chose, and
+    /// the silo's trial runner. Register a grain storage named <see cref="StorageName"/> too (ADO.NET in production, memory
+    /// for development).
     /// </summary>
     /// <param name="builder">The silo builder.</param>
+    /// <param name="configure">Sets this silo's training device; default the CPU.</param>
     /// <returns>The builder.</returns>
-    public static ISiloBuilder AddLabelTuning(this ISiloBuilder builder)
+    public static ISiloBuilder AddLabelTuning(this ISiloBuilder builder, Action<LabelTuningSiloOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        var options = new LabelTuningSiloOptions();
+        configure?.Invoke(options);
+        options.Validate();
+        builder.Services.AddSingleton(options);
         builder.AddPlacementDirector<TargetSiloPlacement, TargetSiloPlacementDirector>();
         builder.Services.AddSingleton<SiloTrials>();
         builder.Services.AddSingleton<ILifecycleParticipant<ISiloLifecycle>>(services => services.GetRequiredService<SiloTrials>());
         return builder;
+    }
+}
+
+/// <summary>How one silo trains its trials.</summary>
+public sealed class LabelTuningSiloOptions
+{
+    /// <summary>
+    /// Gets or sets the CUDA device this silo trains on (as <see cref="MLContext.GpuDeviceId"/>), or null for the CPU.
+    /// Non-negative. Default null. A machine with several GPUs runs one silo per GPU.
+    /// </summary>
+    public int? GpuDeviceId { get; set; }
+
+    /// <summary>Gets or sets a value indicating whether a silo whose GPU is not available trains on the CPU instead of failing its trials. Default false.</summary>
+    public bool FallbackToCpu { get; set; }
+
+    internal void Validate()
+    {
+        if (GpuDeviceId is < 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(GpuDeviceId), GpuDeviceId, $"GpuDeviceId must be non-negative but is {GpuDeviceId}.");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LabelTuning.Orleans;
 /// or not (a trial with checkpoints writes one first), so a stopped silo's trial does not keep training in a process that
 /// stays up.
 /// </summary>
-internal sealed class SiloTrials(ILocalSiloDetails siloDetails, ILogger<SiloTrials> logger) : ILifecycleParticipant<ISiloLifecycle>, IDisposable
+internal sealed class SiloTrials(ILocalSiloDetails siloDetails, LabelTuningSiloOptions options, ILogger<SiloTrials> logger) : ILifecycleParticipant<ISiloLifecycle>, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<string, Attempt> _attempts = new(StringComparer.Ordinal);
@@ -70,7 +70,7 @@ internal sealed class SiloTrials(ILocalSiloDetails siloDetails, ILogger<SiloTria
         var token = attempt.Cancel.Token;
         try
         {
-            var record = TrialExecutor.Run(assignment, _silo, progress =>
+            var record = TrialExecutor.Run(assignment, _silo, options, progress =>
             {
                 lock (attempt)
                 {

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Microsoft.ML.LabelTuning.Sweep;
 using Orleans.Runtime;
+using Orleans.Storage;
 
 namespace Microsoft.ML.LabelTuning.Orleans;
 
@@ -191,7 +192,21 @@ internal sealed class SweepCoordinatorGrain(
 
         if (changed)
         {
-            await state.WriteStateAsync();
+            try
+            {
+                await state.WriteStateAsync();
+            }
+            catch (InconsistentStateException e)
+            {
+                // Another activation of this coordinator wrote first (possible for a moment while a dead silo's part of the
+                // grain directory is rebuilt). This one stands down; the next call activates the coordinator from storage.
+                // A trial both assigned is trained twice at worst, and recorded once.
+                logger.LogWarning("sweep {Sweep}: another coordinator activation saved the sweep first; this one deactivates ({Error})", this.GetPrimaryKeyString(), e.Message);
+                _timer?.Dispose();
+                _timer = null;
+                _tuner = null;
+                DeactivateOnIdle();
+            }
         }
     }
 

@@ -37,7 +37,7 @@ internal static class TrialExecutor
         => Path.Combine(TrialFolder(spec, trialId), string.Create(CultureInfo.InvariantCulture, $"result.attempt-{attempt}.json"));
 
     /// <summary>Runs the attempt; throws when this silo cannot (a missing file, a hash mismatch), returns a failed record when training threw.</summary>
-    public static TrialRecord Run(TrialAssignment assignment, string silo, Action<TrainingProgress> onTraining, CancellationToken cancellationToken)
+    public static TrialRecord Run(TrialAssignment assignment, string silo, LabelTuningSiloOptions device, Action<TrainingProgress> onTraining, CancellationToken cancellationToken)
     {
         _slot.Wait(cancellationToken);
         try
@@ -53,7 +53,7 @@ internal static class TrialExecutor
             Check("base model folder", description.ModelPath, ContentHash.OfModelFolder(description.ModelPath), spec.ModelSha256, silo);
             Check("training data", spec.TrainDataPath, ContentHash.OfFile(spec.TrainDataPath), spec.TrainDataSha256, silo);
             Check("validation data", spec.ValidationDataPath, ContentHash.OfFile(spec.ValidationDataPath), spec.ValidationDataSha256, silo);
-            var ml = new MLContext(seed: description.Seed);
+            var ml = new MLContext(seed: description.Seed) { GpuDeviceId = device.GpuDeviceId, FallbackToCpu = device.FallbackToCpu };
             var train = ml.Data.LoadFromBinary(spec.TrainDataPath);
             var validation = ml.Data.LoadFromBinary(spec.ValidationDataPath);
             var folder = TrialFolder(spec, assignment.TrialId);

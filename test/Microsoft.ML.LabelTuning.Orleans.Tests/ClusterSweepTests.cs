@@ -253,7 +253,7 @@ public sealed class ClusterSweepTests
                     TrainDataPath = data, TrainDataSha256 = ContentHash.OfFile(data), ValidationDataPath = data, ValidationDataSha256 = ContentHash.OfFile(data),
                 },
             };
-            var error = Assert.ThrowsExactly<InvalidDataException>(() => TrialExecutor.Run(assignment, "silo-x", _ => { }, CancellationToken.None));
+            var error = Assert.ThrowsExactly<InvalidDataException>(() => TrialExecutor.Run(assignment, "silo-x", new LabelTuningSiloOptions(), _ => { }, CancellationToken.None));
             StringAssert.Contains(error.Message, "Silo silo-x refuses the trial: its base model folder");
             StringAssert.Contains(error.Message, ContentHash.OfModelFolder(AssemblySetup.Model));
             StringAssert.Contains(error.Message, new string('0', 64));

@@ -66,7 +66,7 @@ static async Task<int> RunSiloAsync(WorkerOptions options)
         builder.UseOrleans(silo => silo
             .UseLocalhostClustering(siloPort, gatewayPort, options.Instance == 0 ? null : new IPEndPoint(IPAddress.Loopback, 11111), options.ClusterId, options.ClusterId)
             .AddMemoryGrainStorage(LabelTuningCluster.StorageName)
-            .AddLabelTuning());
+            .AddLabelTuning(o => o.GpuDeviceId = options.Gpu));
     }
     else
     {
@@ -90,14 +90,15 @@ static async Task<int> RunSiloAsync(WorkerOptions options)
                 o.Invariant = "Npgsql";
                 o.ConnectionString = connection;
             })
-            .AddLabelTuning());
+            .AddLabelTuning(o => o.GpuDeviceId = options.Gpu));
     }
 
     using var host = builder.Build();
     await host.StartAsync();
     var silo = host.Services.GetRequiredService<ILocalSiloDetails>();
     Console.WriteLine($"LabelTuning.Worker: silo {silo.SiloAddress} is up in cluster '{options.ClusterId}' ({mode}); " +
-        $"it trains 1 trial at a time with {TorchRuntime.Threads} torch thread(s). Ctrl+C stops it: its running trial is cancelled and re-runs on another silo.");
+        $"it trains 1 trial at a time on {(options.Gpu is { } gpu ? $"CUDA device {gpu}" : "the CPU")} with {TorchRuntime.Threads} torch thread(s). " +
+        "Ctrl+C stops it: its running trial is cancelled and re-runs on another silo.");
     await host.WaitForShutdownAsync();
     return 0;
 }

@@ -140,7 +140,23 @@ internal static class TextRows
             throw new InvalidDataException($"'{path}' must be a TSV file with a header naming the columns Label and Text, but its header is '{(lines.Length > 0 ? lines[0] : string.Empty)}'.");
         }
 
-        var rows = lines.Skip(1).Where(l => l.Length > 0).Select(l => l.Split('\t')).Select(f => new Row { Label = f[label], Text = f[text] }).ToList();
+        var rows = new List<Row>();
+        for (var i = 1; i < lines.Length; i++)
+        {
+            if (lines[i].Length == 0)
+            {
+                continue;
+            }
+
+            var fields = lines[i].Split('\t');
+            if (fields.Length <= Math.Max(label, text))
+            {
+                throw new InvalidDataException($"Line {i + 1} of '{path}' has {fields.Length} tab-separated field(s); the header names {header.Length}.");
+            }
+
+            rows.Add(new Row { Label = fields[label], Text = fields[text] });
+        }
+
         var byLabel = rows.GroupBy(r => r.Label).Select(g => new Queue<Row>(g)).ToList();
         var picked = new List<Row>();
         while (picked.Count < count && byLabel.Any(q => q.Count > 0))

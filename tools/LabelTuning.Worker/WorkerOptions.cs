@@ -25,6 +25,7 @@ internal sealed class WorkerOptions
           --cluster URL      membership and the coordinator's state in PostgreSQL (ADO.NET providers)
           --cluster-id ID    the cluster and service id; every silo and client of one cluster uses the same. Default labeltuning
           --threads N        torch threads per trial (sets LABELTUNING_THREADS). Default: every core
+          --gpu N            (silo) train on CUDA device N (a CUDA build, -p:TorchBackend=cuda). Default: the CPU
           --local            (sweep) run the same sweep in this process instead, to compare
         A silo trains one trial at a time (torch's random generator and thread pool are per process); to train two at once
         on one machine, start two silos with --threads set to half the cores each.
@@ -47,6 +48,8 @@ internal sealed class WorkerOptions
     public int GatewayPort { get; private set; } = 30000;
 
     public int? Threads { get; private set; }
+
+    public int? Gpu { get; private set; }
 
     public string? Model { get; private set; }
 
@@ -108,6 +111,7 @@ internal sealed class WorkerOptions
                 case "--silo-port": o.SiloPort = Int(1); break;
                 case "--gateway-port": o.GatewayPort = Int(1); break;
                 case "--threads": o.Threads = Int(1); break;
+                case "--gpu": o.Gpu = Int(0); break;
                 case "--model": o.Model = Value(); break;
                 case "--train": o.Train = Value(); break;
                 case "--validation": o.Validation = Value(); break;
