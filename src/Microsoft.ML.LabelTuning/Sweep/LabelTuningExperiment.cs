@@ -24,7 +24,7 @@ namespace Microsoft.ML.LabelTuning.Sweep;
 ///     .RunAsync();
 /// </code>
 /// </example>
-public sealed class LabelTuningExperiment
+public sealed partial class LabelTuningExperiment
 {
     private readonly MLContext _ml;
     private readonly LabelTuningExperimentSettings _settings;
@@ -202,7 +202,9 @@ public sealed class LabelTuningExperiment
     /// <exception cref="OperationCanceledException">The sweep was cancelled before any trial completed.</exception>
     /// <exception cref="InvalidOperationException">No dataset was set, or every trial failed.</exception>
     public Task<LabelTuningExperimentResult> RunAsync(CancellationToken cancellationToken = default)
-        => Task.Factory.StartNew(() => Run(cancellationToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        => _backend is not null // a sweep backend (LabelTuningExperiment.Backend.cs) runs it elsewhere, e.g. on an Orleans cluster
+            ? _backend.RunAsync(this, cancellationToken)
+            : Task.Factory.StartNew(() => Run(cancellationToken), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     internal LabelTuningExperimentResult Run(CancellationToken cancellationToken)
     {

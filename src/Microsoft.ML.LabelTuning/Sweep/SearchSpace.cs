@@ -254,7 +254,7 @@ public sealed class MethodSearchSpace
         }
     }
 
-    private void Add(SearchParameter parameter) => _parameters[parameter.Name] = parameter;
+    internal void Add(SearchParameter parameter) => _parameters[parameter.Name] = parameter; // internal: SweepDescription rebuilds spaces
 
     private PropertyInfo Property(string name)
     {

@@ -126,6 +126,9 @@ internal sealed class SuccessiveHalvingTuner : ISweepTuner
         return cost;
     }
 
+    /// <summary>Gets the proposals of the current rung not yet handed out (a distributed sweep proposes these without waiting).</summary>
+    internal int Queued => _queue.Count;
+
     public TrialProposal? Propose(int remainingTrials)
     {
         if (_queue.Count == 0)
