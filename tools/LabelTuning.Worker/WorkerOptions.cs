@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Microsoft.ML.LabelTuning.Methods;
+using Microsoft.ML.LabelTuning.Sweep;
 
 namespace LabelTuning.Worker;
 
@@ -121,9 +122,10 @@ internal sealed class WorkerOptions
                 case "--methods":
                     foreach (var name in Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
                     {
-                        o.Methods.Add(Enum.TryParse<TuningMethod>(name, ignoreCase: true, out var m)
-                            ? m
-                            : throw new ArgumentException($"--methods: '{name}' is not a tuning method; use {string.Join(", ", Enum.GetNames<TuningMethod>())}."));
+                        var registered = LabelTuningSearchSpace.Default().Methods.Select(space => space.Method).ToList();
+                        o.Methods.Add(registered.FirstOrDefault(m => string.Equals(m.Name, name, StringComparison.OrdinalIgnoreCase)) is { Name.Length: > 0 } found
+                            ? found
+                            : throw new ArgumentException($"--methods: '{name}' is not a tuning method; use {string.Join(", ", registered.Select(m => m.Name))}."));
                     }
 
                     break;

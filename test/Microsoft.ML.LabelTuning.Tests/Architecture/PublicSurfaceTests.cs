@@ -60,6 +60,7 @@ public sealed class PublicSurfaceTests
         "Pretraining.PretrainingMetric",
         "Pretraining.PretrainingMetrics",
         "Pretraining.PretrainingProgress",
+        "Pretraining.PretrainingSchedule",
         "Pretraining.PretrainingSummary",
         "PromptTuningCatalog",
         "Reporting.BarChart",
