@@ -126,7 +126,7 @@ public sealed class ProposalRecord
         Parameters = SweepValues.EncodeAll(proposal.Parameters).ToDictionary(),
     };
 
-    internal TrialProposal ToProposal() => new(ConfigurationId, Enum.Parse<TuningMethod>(Method), SweepValues.DecodeAll(Parameters), Rung);
+    internal TrialProposal ToProposal() => new(ConfigurationId, new TuningMethod(Method), SweepValues.DecodeAll(Parameters), Rung);
 
     /// <summary>True when both describe the same trial (the replay check after a coordinator restart).</summary>
     internal bool SameAs(ProposalRecord other)
@@ -244,7 +244,7 @@ public sealed class TrialRecord
         ConfigurationId = proposal.ConfigurationId,
         Rung = proposal.Rung,
         Method = proposal.Method,
-        MethodName = LabelTuningExperiment.MethodName(Enum.Parse<TuningMethod>(proposal.Method), null),
+        MethodName = LabelTuningExperiment.MethodName(new TuningMethod(proposal.Method), null),
         Parameters = proposal.Parameters,
         Status = nameof(TrialStatus.Failed),
         Metric = double.NaN,
@@ -257,7 +257,7 @@ public sealed class TrialRecord
         Id = Id,
         ConfigurationId = ConfigurationId,
         Rung = Rung,
-        Method = Enum.Parse<TuningMethod>(Method),
+        Method = new TuningMethod(Method),
         MethodName = MethodName,
         Parameters = SweepValues.DecodeAll(Parameters),
         Status = Enum.Parse<TrialStatus>(Status),
