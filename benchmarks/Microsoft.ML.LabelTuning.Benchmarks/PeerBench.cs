@@ -54,15 +54,18 @@ internal static class PeerBench
         });
         CheckSameConfig(peerConfig["config"]!.AsObject());
 
-        // Peaks, alternating, best of two each.
+        // Peaks, alternating: the best of two before the pairs and one after (other load on the host only lowers them).
         double oursPeak = 0, peerPeak = 0;
-        for (var i = 0; i < 2; i++)
+        void MeasurePeaks()
         {
             oursPeak = Math.Max(oursPeak, MatmulPeak.Measure().GflopsPerSecond);
             Pause();
             peerPeak = Math.Max(peerPeak, (double)peer.Ask("peak")["gflops_per_s"]!);
             Pause();
         }
+
+        MeasurePeaks();
+        MeasurePeaks();
 
         var oursMs = new Dictionary<(string, string), List<double>>();
         var peerMs = new Dictionary<(string, string), List<double>>();
@@ -98,6 +101,7 @@ internal static class PeerBench
             }
         }
 
+        MeasurePeaks();
         var config = BenchConfig.Model;
         foreach (var method in _methods)
         {
@@ -130,6 +134,19 @@ internal static class PeerBench
                     peer_tokens_per_s = Math.Round(BenchConfig.Batch * BenchConfig.Sequence / (p / 1000)),
                     peer_impl = (string?)peerConfig["peer_impl"],
                 });
+            }
+        }
+    }
+
+    /// <summary>Our side alone (no Python): the median of <paramref name="runs"/> steps per method and phase, for quick iterations.</summary>
+    public static void RunOursOnly(Action<object> print, int runs)
+    {
+        using var ours = new OursSide();
+        foreach (var method in _methods)
+        {
+            foreach (var phase in _phases)
+            {
+                print(new { bench = "peer_ours_only", method, phase, ours_ms = Math.Round(Median(ours.Time(method, phase, runs, 3)), 2) });
             }
         }
     }

@@ -14,6 +14,13 @@ TorchRuntime.EnsureInitialized();
 var json = new JsonSerializerOptions { WriteIndented = false };
 void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, record.GetType(), json));
 
+if (args is ["peer-ours", .. var oursArgs])
+{
+    // Our side of the peer benchmark alone (no Python), for quick iterations: peer-ours [runs].
+    PeerBench.RunOursOnly(Print, oursArgs.Length > 0 ? int.Parse(oursArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 10);
+    return;
+}
+
 if (args is ["peer", .. var peerArgs])
 {
     // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn].
