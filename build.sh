@@ -8,6 +8,7 @@
 #   ./build.sh pretrain   continue pretraining the default model from the state committed in
 #                         models/labeltuning-default/pretraining (hours; stop any time, run again to resume), then export it
 #   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
+#   ./build.sh bench peer side by side with Hugging Face + PEFT in PyTorch (installs Debian's python3-torch if missing)
 #   Extra arguments after the command go to the sample/benchmark. Set CONFIGURATION=Debug for a debug build.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -139,6 +140,34 @@ run_tests() {
   return "$rc"
 }
 
+# ./build.sh bench peer: a Python with torch for the peer side (benchmarks/peer/peer_bench.py).
+peer_python() {
+  local candidate
+  for candidate in "${LABELTUNING_PEER_PYTHON:-}" python3 /usr/bin/python3; do
+    if [ -n "$candidate" ] && "$candidate" -c "import torch" >/dev/null 2>&1; then
+      echo "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}
+
+prepare_peer() {
+  if ! peer_python >/dev/null && command -v apt-get >/dev/null 2>&1 \
+    && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+    # Debian's torch multiplies through libblas.so.3; OpenBLAS instead of the reference BLAS it would pull in.
+    echo "Installing Debian's python3-torch and OpenBLAS for the peer benchmark..."
+    as_root apt-get update -qq || true
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch libopenblas0-openmp >/dev/null || true
+  fi
+  if ! LABELTUNING_PEER_PYTHON=$(peer_python); then
+    echo "bench peer: skipped - no Python with torch was found and python3-torch could not be installed with apt" \
+      "(set LABELTUNING_PEER_PYTHON to a python that imports torch)." >&2
+    exit 0
+  fi
+  export LABELTUNING_PEER_PYTHON
+}
+
 case "$command" in
   run|test|bench|build|pretrain|prerequisites) ;;
   *)
@@ -162,6 +191,7 @@ case "$command" in
     run_tests "$@"
     ;;
   bench)
+    if [ "${1:-}" = peer ]; then prepare_peer; fi
     dotnet build benchmarks/Microsoft.ML.LabelTuning.Benchmarks -c Release -nologo -clp:ErrorsOnly
     dotnet run --project benchmarks/Microsoft.ML.LabelTuning.Benchmarks -c Release --no-build -- "$@"
     ;;

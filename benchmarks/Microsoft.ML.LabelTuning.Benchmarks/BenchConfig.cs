@@ -2,11 +2,23 @@ using Microsoft.ML.LabelTuning.Llama;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 
-/// <summary>The engine benchmark's configuration (issue 3): hidden 256, 4 layers, 4 heads, intermediate 688, vocab 32000, batch 8 × 128.</summary>
+/// <summary>
+/// The engine benchmark's configuration (issue 3), shared with the peer benchmark (issue 20) and
+/// benchmarks/peer/peer_bench.py: hidden 256, 4 layers, 4 heads, intermediate 688, vocab 32000, batch 8 × 128, fp32;
+/// LoRA r 8, alpha 32, dropout 0.1 on q and v; 4 labels; 20 virtual tokens for prompt and prefix tuning.
+/// </summary>
 internal static class BenchConfig
 {
     public const int Batch = 8;
     public const int Sequence = 128;
+    public const int LoraRank = 8;
+    public const double LoraAlpha = 32;
+    public const double LoraDropout = 0.1;
+    public const int Labels = 4;
+    public const int VirtualTokens = 20;
+    public const double LearningRate = 1e-4;
+    public const double MaxGradientNorm = 1.0;
+    public static readonly string[] LoraTargets = ["q_proj", "v_proj"];
 
     public static LlamaConfig Model => new()
     {

@@ -11,10 +11,27 @@ if (args is ["--load-child", var childFolder])
 }
 
 TorchRuntime.EnsureInitialized();
-var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
-bool Run(string name) => only is null || only.Contains(name);
 var json = new JsonSerializerOptions { WriteIndented = false };
 void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, record.GetType(), json));
+
+if (args is ["peer-ours", .. var oursArgs])
+{
+    // Our side of the peer benchmark alone (no Python), for quick iterations: peer-ours [runs].
+    PeerBench.RunOursOnly(Print, oursArgs.Length > 0 ? int.Parse(oursArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 10);
+    return;
+}
+
+if (args is ["peer", .. var peerArgs])
+{
+    // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn].
+    var pairs = peerArgs.Length > 0 ? int.Parse(peerArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 5;
+    var runs = peerArgs.Length > 1 ? int.Parse(peerArgs[1], System.Globalization.CultureInfo.InvariantCulture) : 5;
+    PeerBench.Run(Print, pairs, runs, warmup: 3);
+    return;
+}
+
+var only = args.Length > 0 ? args.ToHashSet(StringComparer.OrdinalIgnoreCase) : null;
+bool Run(string name) => only is null || only.Contains(name);
 
 var peak = MatmulPeak.Measure();
 Print(new { bench = "matmul_peak", gflops_per_s = Math.Round(peak.GflopsPerSecond, 1), best_shape = peak.Shape, threads = TorchRuntime.Threads });

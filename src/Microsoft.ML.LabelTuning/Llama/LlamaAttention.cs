@@ -20,10 +20,32 @@ internal sealed record AttentionContext(
     LlamaKvCache? Cache);
 
 /// <summary>
+/// A projection computed as a base linear map plus an update (LoRA): <c>y = W x + b + Update(x)</c>. Attention fuses
+/// the base maps of q/k/v into one matmul and adds each update; when scoring, the module offers one merged weight.
+/// </summary>
+internal interface ILowRankProjection
+{
+    /// <summary>Gets the base weight W [out, in].</summary>
+    Tensor BaseWeight { get; }
+
+    /// <summary>Gets the base bias b [out], or null.</summary>
+    Tensor? BaseBias { get; }
+
+    /// <summary>Gets W + update as one weight and the bias in scoring mode (eval, no gradients), or null outside it.</summary>
+    (Tensor Weight, Tensor? Bias)? ScoringWeights { get; }
+
+    /// <summary>The update added to the base output: [..., in] -> [..., out].</summary>
+    Tensor Update(Tensor x);
+}
+
+/// <summary>
 /// Multi-head self-attention with grouped key/value heads and rotary positions. Keys of one call are, in order:
 /// the layer's prefix (no rotary), the cached past (rotated when it was computed), then the current tokens.
 /// State-dict keys: <c>q_proj</c>, <c>k_proj</c>, <c>v_proj</c>, <c>o_proj</c>; each can be swapped (LoRA) with
-/// <see cref="ReplaceProjection"/>. While q/k/v are all plain <see cref="Linear"/>, they run as one fused matmul.
+/// <see cref="ReplaceProjection"/>. While q/k/v are plain <see cref="Linear"/> or <see cref="ILowRankProjection"/>
+/// (LoRA), their base maps run as one matmul (the weights concatenated per call, so gradients reach each) and the
+/// low-rank updates are added. When scoring (eval mode, no gradients) the concatenated weight, LoRA merged in, is
+/// built once and dropped by <see cref="train"/>.
 /// </summary>
 internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tensor>
 {
@@ -45,6 +67,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     private readonly int _heads;
     private readonly int _kvHeads;
     private readonly int _headDim;
+    private (Tensor Weight, Tensor? Bias)? _scoringQkv;
 
     public LlamaAttention(LlamaConfig config, int layerIndex, Device? device = null, ScalarType dtype = ScalarType.Float32)
         : base(nameof(LlamaAttention))
@@ -107,6 +130,16 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     }
 
     public override Tensor forward(Tensor x, AttentionContext context) // [B, T, D] -> [B, T, D]
+        => Attend(x, context, positions: null);
+
+    /// <summary>
+    /// Attention output at one query position per row, against the keys and values of all of x:
+    /// [B, T, D] and positions [B] (int64) -> [B, 1, D]. Equals <see cref="forward"/> at those positions.
+    /// </summary>
+    public Tensor ForwardAt(Tensor x, AttentionContext context, Tensor positions)
+        => Attend(x, context, positions);
+
+    private Tensor Attend(Tensor x, AttentionContext context, Tensor? positions)
     {
         using var scope = torch.NewDisposeScope();
         var b = x.shape[0];
@@ -140,25 +173,128 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         k = RepeatKv(k); // [B, H, K, Dh]
         v = RepeatKv(v); // [B, H, K, Dh]
 
+        var (mask, causal, queries) = (context.Mask, context.UseCausalFlag, t);
+        if (positions is not null)
+        {
+            q = q.gather(2, positions.view(-1, 1, 1, 1).expand(-1, _heads, 1, _headDim)); // [B, H, 1, Dh]
+            mask = QueryMask(context, positions, k.shape[2], x.dtype);                   // [B, 1, 1, K] or null
+            (causal, queries) = (false, 1);
+        }
+
         var attended = nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask: context.Mask, is_casual: context.UseCausalFlag); // [B, H, T, Dh]
-        var merged = attended.transpose(1, 2).reshape(b, t, _heads * _headDim); // [B, T, H·Dh]
+            q, k, v, attn_mask: mask, is_casual: causal); // [B, H, T or 1, Dh]
+        var merged = attended.transpose(1, 2).reshape(b, queries, _heads * _headDim); // [B, T or 1, H·Dh]
         return _oProj.call(merged).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The additive mask rows [B, 1, 1, K] of the selected queries (null when nothing is masked).</summary>
+    private static Tensor? QueryMask(AttentionContext context, Tensor positions, long keys, ScalarType dtype)
+    {
+        if (context.Mask is { } full)
+        {
+            return full.gather(2, positions.view(-1, 1, 1, 1).expand(-1, 1, 1, keys)); // [B, 1, 1, K]
+        }
+
+        if (!context.UseCausalFlag)
+        {
+            return null; // bidirectional without padding
+        }
+
+        // Plain causality over K = T keys: query p sees keys 0..p.
+        var blocked = torch.arange(keys, dtype: ScalarType.Int64, device: positions.device).unsqueeze(0) > positions.unsqueeze(1); // [B, K]
+        return torch.zeros(1, dtype: dtype, device: positions.device)
+            .masked_fill(blocked, torch.finfo(dtype).min)
+            .view(-1, 1, 1, keys); // [B, 1, 1, K]
+    }
+
+    /// <summary>Sets training mode; either way the fused scoring weight is dropped (the weights may change next).</summary>
+    public override void train(bool on = true)
+    {
+        DropScoringQkv();
+        base.train(on);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            DropScoringQkv();
+        }
+
+        base.Dispose(disposing);
     }
 
     private (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
-        if (FuseQkv && _qProj is Linear q && _kProj is Linear k && _vProj is Linear v)
+        var qSize = _heads * _headDim;
+        var kvSize = _kvHeads * _headDim;
+        if (FuseQkv && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
         {
-            var weight = torch.cat([q.weight!, k.weight!, v.weight!], 0); // [(H + 2·KV)·Dh, D]
-            var bias = q.bias is null ? null : torch.cat([q.bias, k.bias!, v.bias!], 0);
-            var qkv = nn.functional.linear(x, weight, bias);             // [B, T, (H + 2·KV)·Dh]
-            var qSize = _heads * _headDim;
-            var kvSize = _kvHeads * _headDim;
-            return (qkv.narrow(-1, 0, qSize), qkv.narrow(-1, qSize, kvSize), qkv.narrow(-1, qSize + kvSize, kvSize));
+            var parts = nn.functional.linear(x, fusedWeight, fusedBias).split([qSize, kvSize, kvSize], -1); // 3 × [B, T, ·]
+            return (parts[0], parts[1], parts[2]);
+        }
+
+        if (FuseQkv && BaseWeights(_qProj) is ({ } qw, var qb) && BaseWeights(_kProj) is ({ } kw, var kb)
+            && BaseWeights(_vProj) is ({ } vw, var vb) && (qb is null) == (kb is null) && (qb is null) == (vb is null))
+        {
+            // One matmul for the three base maps (concatenated per call, so gradients reach each weight that has
+            // them), then each projection's low-rank update, if any.
+            var weight = torch.cat([qw, kw, vw], 0);                      // [(H + 2·KV)·Dh, D]
+            var bias = qb is null ? null : torch.cat([qb, kb!, vb!], 0);
+            // split, not narrow: its backward is one concatenation rather than three zero-filled full-width gradients.
+            var parts = nn.functional.linear(x, weight, bias).split([qSize, kvSize, kvSize], -1); // 3 × [B, T, ·]
+            return (WithUpdate(_qProj, parts[0], x), WithUpdate(_kProj, parts[1], x), WithUpdate(_vProj, parts[2], x));
         }
 
         return (_qProj.call(x), _kProj.call(x), _vProj.call(x));
+    }
+
+    private static Tensor WithUpdate(nn.Module<Tensor, Tensor> projection, Tensor baseOutput, Tensor x)
+        => projection is ILowRankProjection lowRank ? baseOutput + lowRank.Update(x) : baseOutput;
+
+    /// <summary>The q/k/v weights concatenated once for scoring, or null when a projection is not a plain linear map.</summary>
+    private (Tensor Weight, Tensor? Bias)? ScoringQkv()
+    {
+        if (_scoringQkv is not null)
+        {
+            return _scoringQkv;
+        }
+
+        if (ScoringWeights(_qProj) is not ({ } qw, var qb) || ScoringWeights(_kProj) is not ({ } kw, var kb)
+            || ScoringWeights(_vProj) is not ({ } vw, var vb) || (qb is null) != (kb is null) || (qb is null) != (vb is null))
+        {
+            return null;
+        }
+
+        using var scope = torch.NewDisposeScope();
+        var weight = torch.cat([qw, kw, vw], 0).DetachFromDisposeScope();                     // [(H + 2·KV)·Dh, D]
+        var bias = qb is null ? null : torch.cat([qb, kb!, vb!], 0).DetachFromDisposeScope(); // [(H + 2·KV)·Dh]
+        _scoringQkv = (weight, bias);
+        return _scoringQkv;
+    }
+
+    private static (Tensor Weight, Tensor? Bias)? ScoringWeights(nn.Module<Tensor, Tensor> projection) => projection switch
+    {
+        Linear linear => (linear.weight!, linear.bias),
+        ILowRankProjection lowRank => lowRank.ScoringWeights,
+        _ => null,
+    };
+
+    private static (Tensor Weight, Tensor? Bias)? BaseWeights(nn.Module<Tensor, Tensor> projection) => projection switch
+    {
+        Linear linear => (linear.weight!, linear.bias),
+        ILowRankProjection lowRank => (lowRank.BaseWeight, lowRank.BaseBias),
+        _ => null,
+    };
+
+    private void DropScoringQkv()
+    {
+        if (_scoringQkv is ({ } weight, var bias))
+        {
+            weight.Dispose();
+            bias?.Dispose();
+            _scoringQkv = null;
+        }
     }
 
     private Tensor RepeatKv(Tensor kv) // [B, KV, K, Dh] -> [B, H, K, Dh]; head h reads kv head h / (H / KV)

@@ -50,4 +50,17 @@ internal sealed class LlamaDecoderLayer : nn.Module<Tensor, AttentionContext, Te
         var output = h + _mlp.call(_postAttentionLayerNorm.call(h));
         return output.MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The block's output at one position per row: keys and values come from every token of x [B, T, D], the rest
+    /// runs on the selected rows only. [B, T, D] and positions [B] -> [B, 1, D].
+    /// </summary>
+    public Tensor ForwardAt(Tensor x, AttentionContext context, Tensor positions)
+    {
+        using var scope = torch.NewDisposeScope();
+        var index = positions.view(-1, 1, 1).expand(-1, 1, x.shape[2]); // [B, 1, D]
+        var h = x.gather(1, index) + _selfAttn.ForwardAt(_inputLayerNorm.call(x), context, positions); // [B, 1, D]
+        var output = h + _mlp.call(_postAttentionLayerNorm.call(h));
+        return output.MoveToOuterDisposeScope();
+    }
 }

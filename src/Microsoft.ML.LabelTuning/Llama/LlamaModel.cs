@@ -37,6 +37,15 @@ internal sealed record LlamaInput
 
     /// <summary>Gets the KV cache to attend to and extend, or null.</summary>
     public LlamaKvCache? Cache { get; init; }
+
+    /// <summary>
+    /// Gets one position per row [B] (int64), or null for all. When set, only those positions' final hidden states are
+    /// computed: the last layer still projects keys and values for every token, but runs its queries, attention output,
+    /// MLP and the final norm on B rows, and <see cref="LlamaOutput.LastHiddenState"/> is [B, 1, D]. Nothing after the
+    /// last layer's keys and values reaches the other positions, so the result is the same as selecting from the full
+    /// output. Not with <see cref="OutputHiddenStates"/>.
+    /// </summary>
+    public Tensor? OutputPositions { get; init; }
 }
 
 /// <summary>The outputs of <see cref="LlamaModel"/>.</summary>
@@ -131,11 +140,14 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         var useCausalFlag = mask is null && input.Causal && keyLength == t;
         var context = new AttentionContext(cos, sin, mask, useCausalFlag, prefixLength > 0 ? input.PrefixKeyValues : null, input.Cache);
 
+        var outputPositions = CheckOutputPositions(input, b, t);
         var hidden = embeds;
         List<Tensor>? hiddenStates = input.OutputHiddenStates ? [embeds] : null;
-        foreach (var layer in _layers)
+        for (var i = 0; i < _layerArray.Length; i++)
         {
-            hidden = layer.call(hidden, context);                    // [B, T, D]
+            hidden = outputPositions is not null && i == _layerArray.Length - 1
+                ? _layerArray[i].ForwardAt(hidden, context, outputPositions) // [B, 1, D]
+                : _layerArray[i].call(hidden, context);                      // [B, T, D]
             hiddenStates?.Add(hidden);
         }
 
@@ -253,6 +265,27 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         }
 
         return length;
+    }
+
+    private static Tensor? CheckOutputPositions(LlamaInput input, long batch, long length)
+    {
+        if (input.OutputPositions is not { } positions)
+        {
+            return null;
+        }
+
+        if (input.OutputHiddenStates)
+        {
+            throw new ArgumentException("OutputPositions and OutputHiddenStates cannot be combined: the last layer runs on the selected positions only.");
+        }
+
+        if (positions.dim() != 1 || positions.shape[0] != batch || positions.dtype != ScalarType.Int64)
+        {
+            throw new ArgumentException(
+                $"OutputPositions must be int64 [{batch}] (one position below {length} per row) but is {positions.dtype} [{string.Join(", ", positions.shape)}].");
+        }
+
+        return positions;
     }
 
     private static Tensor CheckPositions(Tensor positions, long batch, long length)

@@ -136,6 +136,14 @@ internal sealed class LlamaSequenceClassifier : Module<TokenBatch, Tensor>, ICla
     public override Tensor forward(TokenBatch batch)
     {
         var adapted = _adapter.Adapt(_model, batch.InputIds, batch.AttentionMask, Causal);
+        if (!TokenLevel && Pooling == Pooling.Last)
+        {
+            // Only the pooled position's final state is needed: the last layer runs its queries and MLP on it alone.
+            var last = PoolingOps.LastPositions(adapted.PoolingMask);                                      // [B]
+            var state = _model.forward(adapted.Input with { OutputPositions = last }).LastHiddenState; // [B, 1, D]
+            return _score.forward(state.squeeze(1)); // [B, K]
+        }
+
         var hidden = _model.forward(adapted.Input).LastHiddenState; // [B, V + T, D]
         if (TokenLevel)
         {

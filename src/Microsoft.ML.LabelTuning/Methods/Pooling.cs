@@ -19,17 +19,21 @@ public enum Pooling
 /// <summary>Pooling over the attention mask.</summary>
 internal static class PoolingOps
 {
+    /// <summary>The last position whose mask is 1 in each row of a [B, T] mask, [B] int64; works for right and left padding.</summary>
+    public static Tensor LastPositions(Tensor mask)
+    {
+        var positions = arange(mask.shape[1], device: mask.device).unsqueeze(0); // [1, T]
+        return (mask.to(ScalarType.Int64) * (positions + 1)).argmax(1);           // [B]
+    }
+
     /// <summary>Pools [B, T, D] hidden states over a [B, T] mask (1 = real) into [B, D].</summary>
     public static Tensor Apply(Tensor hidden, Tensor mask, Pooling pooling)
     {
-        var length = hidden.shape[1];
         switch (pooling)
         {
             case Pooling.Last:
             {
-                // The last position whose mask is 1; works for right and left padding.
-                var positions = arange(length, device: hidden.device).unsqueeze(0); // [1, T]
-                var last = (mask.to(ScalarType.Int64) * (positions + 1)).argmax(1); // [B]
+                var last = LastPositions(mask); // [B]
                 var index = last.view(-1, 1, 1).expand(-1, 1, hidden.shape[2]); // [B, 1, D]
                 return hidden.gather(1, index).squeeze(1); // [B, D]
             }

@@ -11,7 +11,7 @@ namespace Microsoft.ML.LabelTuning.Methods.Lora;
 /// <c>lora_A.weight</c> [r, in] and <c>lora_B.weight</c> [out, r]. A is Kaiming-uniform and B zero, so training
 /// starts from the base model's function, as in PEFT.
 /// </summary>
-internal sealed class LoraLinear : Module<Tensor, Tensor>
+internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProjection
 {
     [TorchSharp.Utils.ComponentName(Name = "weight")] private readonly Parameter _weight;
     [TorchSharp.Utils.ComponentName(Name = "bias")] private readonly Parameter? _bias;
@@ -20,6 +20,7 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>
     [TorchSharp.Utils.ComponentName(Name = "lora_dropout")] private readonly Dropout _dropout;
     private readonly double _scaling;
     private readonly double _dropoutRate;
+    private Tensor? _merged;
 
     public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRsLora = false)
         : base(nameof(LoraLinear))
@@ -54,10 +55,63 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>
     /// <summary>Gets the trainable low-rank factors.</summary>
     public IEnumerable<Parameter> AdapterParameters => [_loraA.weight!, _loraB.weight!];
 
+    /// <inheritdoc/>
+    public Tensor BaseWeight => _weight;
+
+    /// <inheritdoc/>
+    public Tensor? BaseBias => _bias;
+
+    /// <inheritdoc/>
+    public (Tensor Weight, Tensor? Bias)? ScoringWeights
+        => !training && !is_grad_enabled() ? (_merged ??= MergedWeight(), _bias) : null;
+
     public override Tensor forward(Tensor x) // [..., in] -> [..., out]
     {
-        var result = functional.linear(x, _weight, _bias);
+        if (!training && !is_grad_enabled())
+        {
+            // Scoring: one matmul with W + (alpha / r)·B·A, merged on the first scoring call after training.
+            _merged ??= MergedWeight();
+            return functional.linear(x, _merged, _bias);
+        }
+
+        return functional.linear(x, _weight, _bias).add_(Update(x));
+    }
+
+    /// <summary>The low-rank update (alpha / r) · B A dropout(x): [..., in] -> [..., out].</summary>
+    public Tensor Update(Tensor x)
+    {
         var input = _dropoutRate > 0 ? _dropout.forward(x) : x;
-        return result.add_(_loraB.forward(_loraA.forward(input)), alpha: _scaling);
+        return _loraB.forward(_loraA.forward(input)).mul_(_scaling);
+    }
+
+    /// <summary>Sets training mode; either way the merged scoring weight is dropped (the factors may change next).</summary>
+    public override void train(bool on = true)
+    {
+        DropMerged();
+        base.train(on);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            DropMerged();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    private Tensor MergedWeight()
+    {
+        using var noGrad = no_grad();
+        using var scope = NewDisposeScope();
+        var delta = _loraB.weight!.matmul(_loraA.weight!); // [out, r] x [r, in] -> [out, in]
+        return _weight.add(delta, alpha: _scaling).DetachFromDisposeScope();
+    }
+
+    private void DropMerged()
+    {
+        _merged?.Dispose();
+        _merged = null;
     }
 }

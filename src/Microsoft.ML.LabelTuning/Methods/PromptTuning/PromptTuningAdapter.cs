@@ -40,6 +40,7 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
     private readonly Linear? _gate;
 
     private readonly double _scaling;
+    private (Tensor Key, Tensor Value)[]? _cachedKeyValues;
 
     /// <summary>Builds the adapter for <paramref name="model"/> and initialises it (loading a saved model overwrites the values).</summary>
     public PromptTuningAdapter(LlamaModel model, PromptTuningSettings settings)
@@ -124,12 +125,85 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
             tokens = tokens + update.unsqueeze(0);                               // [B, T, D]
         }
 
+        if (causal && Settings.Pooling == Pooling.Last)
+        {
+            // Under the causal mask the virtual tokens come first and see only each other, so their keys and values
+            // in every layer are the same for every row: compute them once (per step in training, once per trained
+            // prompt when scoring) and let the text attend to them as a prefix. Positions continue at n, as in PEFT.
+            // Only the text's states come out, which is all that last-token pooling (and token mode) reads.
+            var prefixes = PromptKeyValues(model);
+            var input = new LlamaInput { InputsEmbeds = tokens, AttentionMask = attentionMask, PrefixKeyValues = prefixes, Causal = true };
+            return new AdaptedInput(input, attentionMask, 0);
+        }
+
         var prompt = Prompt().to(tokens.dtype).unsqueeze(0).expand(b, -1, -1); // [B, n, D]
         var embeds = cat([prompt, tokens], 1);                                   // [B, n + T, D]
         var virtualMask = ones(b, VirtualTokenCount, dtype: attentionMask.dtype, device: attentionMask.device); // [B, n]
         var mask = cat([virtualMask, attentionMask], 1);                         // [B, n + T]
         // PositionIds null: the decoder numbers the n + T positions 0..n+T-1, PEFT's positions for prompt tuning.
         return new AdaptedInput(new LlamaInput { InputsEmbeds = embeds, AttentionMask = mask, Causal = causal }, mask, VirtualTokenCount);
+    }
+
+    /// <summary>Sets training mode; leaving or entering it drops the scoring-time key/value cache of the prompt.</summary>
+    public override void train(bool on = true)
+    {
+        DropCachedKeyValues();
+        base.train(on);
+    }
+
+    /// <summary>
+    /// The soft prompt's keys and values in every layer, [1, KvHeads, n, Dh] each, rotary applied at positions 0..n-1:
+    /// with gradients while training (recomputed every call), else cached until the next <see cref="train"/> call.
+    /// </summary>
+    private (Tensor Key, Tensor Value)[] PromptKeyValues(LlamaModel model)
+    {
+        var scoring = !training && !is_grad_enabled();
+        if (scoring && _cachedKeyValues is not null)
+        {
+            return _cachedKeyValues;
+        }
+
+        var layers = model.Config.NumHiddenLayers;
+        var result = new (Tensor Key, Tensor Value)[layers];
+        using (var cache = new LlamaKvCache(layers))
+        {
+            var reference = model.EmbedTokens.weight!;
+            using (var scope = NewDisposeScope())
+            {
+                model.forward(new LlamaInput { InputsEmbeds = Prompt().to(reference.dtype).unsqueeze(0), Cache = cache, Causal = true }); // [1, n, D]
+            }
+
+            for (var layer = 0; layer < layers; layer++)
+            {
+                var (key, value) = cache[layer]!.Value;
+                result[layer] = scoring
+                    ? (key.alias().DetachFromDisposeScope(), value.alias().DetachFromDisposeScope())
+                    : (key.alias(), value.alias()); // [1, KV, n, Dh] each, in the caller's scope
+            }
+        }
+
+        if (scoring)
+        {
+            _cachedKeyValues = result;
+        }
+
+        return result;
+    }
+
+    private void DropCachedKeyValues()
+    {
+        if (_cachedKeyValues is null)
+        {
+            return;
+        }
+
+        foreach (var (key, value) in _cachedKeyValues)
+        {
+            key.Dispose();
+            value.Dispose();
+        }
+
+        _cachedKeyValues = null;
     }
 
     /// <summary>The prompt the decoder sees [n, D]: the soft prompt, or under EPT its gated multi-space projection.</summary>
@@ -144,6 +218,16 @@ internal sealed class PromptTuningAdapter : nn.Module, IInputAdapter
         var gates = nn.functional.softmax(_gate.call(_prompt), -1);                              // [n, k]
         var mixed = (gates.t().unsqueeze(-1) * projected).sum(dim: 0);                           // [n, D]
         return _prompt + mixed;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            DropCachedKeyValues();
+        }
+
+        base.Dispose(disposing);
     }
 
     private static Tensor InitialPrompt(LlamaModel model, PromptTuningSettings settings)

@@ -171,10 +171,14 @@ public sealed class PromptTuningTests
     }
 
     [TestMethod]
-    public void PositionsRunOverTheVirtualTokensAndTheText()
+    [DataRow(Pooling.Last)]
+    [DataRow(Pooling.Mean)]
+    public void PositionsRunOverTheVirtualTokensAndTheText(Pooling pooling)
     {
-        // PEFT's semantics: the prompt at positions 0..n-1 and the text at n..n+T-1 of one causal sequence.
-        var settings = new PromptTuningSettings(3, PromptTuningInit.Random, null, 0, 8, 32, 1, Pooling.Last);
+        // PEFT's semantics: the prompt at positions 0..n-1 and the text at n..n+T-1 of one causal sequence. With
+        // last-token pooling the adapter hands the prompt over as every layer's key/value prefix (it does not depend on
+        // the text under the causal mask) and only the text's states come out; otherwise the prompt is prepended.
+        var settings = new PromptTuningSettings(3, PromptTuningInit.Random, null, 0, 8, 32, 1, pooling);
         using var classifier = Build(_model, settings);
         classifier.eval();
         using var noGrad = no_grad();
@@ -182,13 +186,14 @@ public sealed class PromptTuningTests
         var ids = tensor(new long[] { 5, 17, 42, 99, 7 }).view(1, 5);
         var mask = ones_like(ids);
         var adapted = classifier.Adapter.Adapt(classifier.Model, ids, mask, causal: true);
-        Assert.AreEqual(3, adapted.VirtualTokens);
-        CollectionAssert.AreEqual(new long[] { 1, 8 }, adapted.PoolingMask.shape);
+        var prefixed = pooling == Pooling.Last;
+        Assert.AreEqual(prefixed ? 0 : 3, adapted.VirtualTokens);
+        CollectionAssert.AreEqual(new long[] { 1, prefixed ? 5 : 8 }, adapted.PoolingMask.shape);
         var prompt = ((PromptTuningAdapter)classifier.Adapter).PromptEmbeddings.unsqueeze(0);
         var manual = cat([prompt, classifier.Model.EmbedTokens.call(ids)], 1);
         var expected = classifier.Model.forward(new LlamaInput { InputsEmbeds = manual, PositionIds = arange(8).unsqueeze(0) }).LastHiddenState;
         var actual = classifier.Model.forward(adapted.Input).LastHiddenState;
-        Assert.IsTrue(actual.allclose(expected, rtol: 0, atol: 1e-6));
+        Assert.IsTrue(actual.allclose(prefixed ? expected.narrow(1, 3, 5) : expected, rtol: 0, atol: 1e-6));
     }
 
     [TestMethod]
