@@ -64,7 +64,7 @@ public sealed class LlamaFastPathTests
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(11);
         var settings = JsonSerializer.SerializeToElement(new LoraSettings(4, 16, 0.1, ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj"], Pooling.Last, false), SettingsJson.Options);
-        using var classifier = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.LabelSupervised).Build(TinyModel(), 3, settings, tokenLevel: false);
+        using var classifier = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.LabelSupervised).Factory.Build(TinyModel(), 3, settings, tokenLevel: false);
         using (torch.no_grad())
         {
             foreach (var lora in classifier.modules().OfType<LoraLinear>())
@@ -110,7 +110,7 @@ public sealed class LlamaFastPathTests
         var model = TinyModel();
         var settings = JsonSerializer.SerializeToElement(
             new PromptTuningSettings(5, PromptTuningInit.Random, null, 0, 0, 16, 1, Pooling.Last), SettingsJson.Options);
-        using var classifier = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning).Build(model, 3, settings, tokenLevel: false);
+        using var classifier = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.PromptTuning).Factory.Build(model, 3, settings, tokenLevel: false);
         classifier.FreezeBase();
         var adapter = (PromptTuningAdapter)classifier.Adapter;
         var batch = TokenBatch.Collate([[5, 6, 7, 8, 9, 10], [11, 12, 13]], 0, CPU);
