@@ -17,6 +17,9 @@ internal static class ByteLevelBpeFile
     /// <summary>The regex transformers' ByteLevel pre-tokenizer uses when <c>use_regex</c> is true (GPT-2's).</summary>
     internal const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 
+    /// <summary>How long one match of the file's split regex may run before Encode gives up with a RegexMatchTimeoutException.</summary>
+    private static readonly TimeSpan MatchTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>Whether <paramref name="root"/>'s pre-tokenizer is byte-level (ByteLevel alone, or a Sequence holding one).</summary>
     internal static bool IsByteLevel(JsonElement root)
     {
@@ -52,7 +55,7 @@ internal static class ByteLevelBpeFile
         Regex regex;
         try
         {
-            regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant);
+            regex = new Regex(pattern, RegexOptions.Compiled | RegexOptions.CultureInvariant, MatchTimeout); // a hostile file's regex cannot hang Encode
         }
         catch (ArgumentException e)
         {
