@@ -17,6 +17,11 @@ public enum ChatTemplateKind
 
     /// <summary>Zephyr / TinyLlama-chat: <c>&lt;|user|&gt;\n…&lt;/s&gt;</c>.</summary>
     Zephyr,
+
+    /// <summary>
+    /// LLaMA 3.x: <c>&lt;|begin_of_text|&gt;&lt;|start_header_id|&gt;role&lt;|end_header_id|&gt;\n\n…&lt;|eot_id|&gt;</c>.
+    /// </summary>
+    Llama3,
 }
 
 /// <summary>
@@ -47,13 +52,14 @@ internal sealed class ChatTemplate
     public IReadOnlyList<string> StopSequences => Kind switch
     {
         ChatTemplateKind.ChatMl => ["<|im_end|>", "<|im_start|>"],
+        ChatTemplateKind.Llama3 => ["<|eot_id|>", "<|start_header_id|>"],
         ChatTemplateKind.Zephyr => [Eos, "<|user|>", "<|system|>"],
         ChatTemplateKind.Llama2 => [Eos, "[INST]"],
         _ => ["\nUser:", "\nSystem:"],
     };
 
     /// <summary>Gets a value indicating whether the rendered text starts with BOS itself (else the tokenizer's BOS is added).</summary>
-    public bool WritesBos => Kind == ChatTemplateKind.Llama2;
+    public bool WritesBos => Kind is ChatTemplateKind.Llama2 or ChatTemplateKind.Llama3;
 
     /// <summary>Recognises the format of a Jinja chat template (null or unknown gives <see cref="ChatTemplateKind.Plain"/>).</summary>
     /// <param name="template">The template text from tokenizer_config.json, or null.</param>
@@ -76,6 +82,11 @@ internal sealed class ChatTemplate
         if (template.Contains("<|im_start|>", StringComparison.Ordinal))
         {
             return ChatTemplateKind.ChatMl;
+        }
+
+        if (template.Contains("<|start_header_id|>", StringComparison.Ordinal))
+        {
+            return ChatTemplateKind.Llama3;
         }
 
         if (template.Contains("<|user|>", StringComparison.Ordinal) && template.Contains("<|assistant|>", StringComparison.Ordinal))
@@ -112,6 +123,23 @@ internal sealed class ChatTemplate
                 }
 
                 text.Append("<|im_start|>assistant\n");
+                break;
+
+            case ChatTemplateKind.Llama3:
+                // Meta's template: BOS once, each message a header and its trimmed content closed by <|eot_id|>.
+                text.Append(Bos);
+                if (system.Length > 0)
+                {
+                    text.Append("<|start_header_id|>system<|end_header_id|>\n\n").Append(system.Trim()).Append("<|eot_id|>");
+                }
+
+                foreach (var m in turns)
+                {
+                    text.Append("<|start_header_id|>").Append(IsAssistant(m) ? "assistant" : "user").Append("<|end_header_id|>\n\n")
+                        .Append(m.Text.Trim()).Append("<|eot_id|>");
+                }
+
+                text.Append("<|start_header_id|>assistant<|end_header_id|>\n\n");
                 break;
 
             case ChatTemplateKind.Zephyr:

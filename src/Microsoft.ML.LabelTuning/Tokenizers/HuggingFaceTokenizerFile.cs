@@ -3,10 +3,11 @@ using System.Text.Json;
 namespace Microsoft.ML.LabelTuning.Tokenizers;
 
 /// <summary>
-/// Reads a Hugging Face <c>tokenizer.json</c> of the SentencePiece kind (LLaMA-2, Mistral, TinyLlama): a normalizer
-/// (<c>Prepend "▁"</c> + <c>Replace " " → "▁"</c>) or a Metaspace pre-tokenizer, a character BPE with
-/// <c>byte_fallback</c> and <c>fuse_unk</c>, and a decoder. Microsoft.ML.Tokenizers 2.0.1 cannot load this file
-/// (its <c>BpeTokenizer</c> reads vocab.json + merges.txt and has no byte fallback), so it is read here.
+/// Reads a Hugging Face <c>tokenizer.json</c>. The SentencePiece kind (LLaMA-2, Mistral, TinyLlama: a normalizer
+/// <c>Prepend "▁"</c> + <c>Replace " " → "▁"</c> or a Metaspace pre-tokenizer, a character BPE with
+/// <c>byte_fallback</c> and <c>fuse_unk</c>, and a decoder) is read here: Microsoft.ML.Tokenizers' <c>BpeTokenizer</c>
+/// (2.0.1 and 3.0.0) has no byte fallback. The byte-level kind (LLaMA-3, GPT-2) goes to <see cref="ByteLevelBpeFile"/>,
+/// which builds the package's <c>BpeTokenizer</c>.
 /// </summary>
 internal static class HuggingFaceTokenizerFile
 {
@@ -34,6 +35,11 @@ internal static class HuggingFaceTokenizerFile
         }
 
         var vocabulary = ReadVocabulary(path, model);
+        if (ByteLevelBpeFile.IsByteLevel(root))
+        {
+            return ByteLevelBpeFile.Load(path, root, model, vocabulary);
+        }
+
         var merges = ReadMerges(path, model, vocabulary);
 
         var unkToken = TokenizerJson.GetString(path, model, "unk_token", "model");
@@ -146,7 +152,7 @@ internal static class HuggingFaceTokenizerFile
         return merges;
     }
 
-    private static List<AddedToken> ReadAddedTokens(string path, JsonElement root)
+    internal static List<AddedToken> ReadAddedTokens(string path, JsonElement root)
     {
         var added = new List<AddedToken>();
         if (TokenizerJson.Get(root, "added_tokens") is not JsonElement list)
@@ -188,7 +194,7 @@ internal static class HuggingFaceTokenizerFile
     /// Reads which special tokens a <c>TemplateProcessing</c> post-processor puts around a single sequence
     /// (<c>&lt;s&gt; $A</c> means BOS is added); other post-processors say nothing.
     /// </summary>
-    private static TokenModelDefaults ReadTemplateDefaults(string path, JsonElement? postProcessor)
+    internal static TokenModelDefaults ReadTemplateDefaults(string path, JsonElement? postProcessor)
     {
         var none = new TokenModelDefaults(null, null, null, null, null);
         if (postProcessor is not JsonElement processor || processor.ValueKind != JsonValueKind.Object)

@@ -7,11 +7,12 @@ namespace Microsoft.ML.LabelTuning.Tokenizers;
 /// </summary>
 /// <remarks>
 /// <para>
-/// <c>tokenizer.model</c> (SentencePiece BPE) is used when present, else <c>tokenizer.json</c> (Hugging Face) of the
-/// SentencePiece kind that LLaMA-2, Mistral and TinyLlama ship: BPE with byte fallback behind a
-/// <c>Prepend "▁"</c> + <c>Replace " " → "▁"</c> normalizer or a Metaspace pre-tokenizer. Both are read into one BPE
-/// engine and give SentencePiece's ids (Microsoft.ML.Tokenizers 2.0.1 can read neither exactly: its LlamaTokenizer
-/// breaks merge ties rightmost-first and its BpeTokenizer has no byte fallback). Byte-level BPE (LLaMA-3, GPT-2) and
+/// <c>tokenizer.model</c> (SentencePiece BPE) is used when present, else <c>tokenizer.json</c> (Hugging Face). A
+/// tokenizer.model, or a tokenizer.json of the SentencePiece kind that LLaMA-2, Mistral and TinyLlama ship (BPE with
+/// byte fallback behind a <c>Prepend "▁"</c> + <c>Replace " " → "▁"</c> normalizer or a Metaspace pre-tokenizer), is
+/// read into this library's own BPE engine and gives SentencePiece's ids (Microsoft.ML.Tokenizers 2.0.1 and 3.0.0 can
+/// read neither exactly: its LlamaTokenizer breaks equal-score merge ties differently and its BpeTokenizer has no byte
+/// fallback). A byte-level BPE tokenizer.json (LLaMA 3.x, GPT-2) is run by Microsoft.ML.Tokenizers' BpeTokenizer.
 /// Unigram models are refused with a clear error.
 /// </para>
 /// <para>

@@ -10,7 +10,7 @@ namespace Microsoft.ML.LabelTuning.Tokenizers;
 /// </summary>
 /// <remarks>
 /// Merges rank by score, with equal scores sharing a rank so that position breaks ties, leftmost first: exactly
-/// SentencePiece's agenda order. Microsoft.ML.Tokenizers 2.0.1's LlamaTokenizer is not used because it breaks score
+/// SentencePiece's agenda order. Microsoft.ML.Tokenizers' LlamaTokenizer (2.0.1 and 3.0.0) is not used because it breaks score
 /// ties rightmost first (its SymbolPair.CompareTo inverts the position order), so a run of 18 spaces encodes as
 /// [▁, ▁×16, ...] where SentencePiece gives [▁×16, ▁, ...].
 /// </remarks>

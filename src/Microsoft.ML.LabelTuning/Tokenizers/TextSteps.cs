@@ -189,7 +189,7 @@ internal sealed record MetaspacePreTokenizer(string Replacement, PrependScheme S
         {
             throw new InvalidDataException(
                 $"'{file}': pre-tokenizer type '{type ?? "(none)"}' at '{path}' is not supported; only SentencePiece-style " +
-                "tokenizers (no pre-tokenizer, or Metaspace) are. Byte-level BPE (LLaMA-3, GPT-2) is not supported yet.");
+                "tokenizers (no pre-tokenizer, or Metaspace) and byte-level BPE (a Split regex and ByteLevel, as LLaMA-3 has) are.");
         }
 
         var (replacement, scheme) = ReadMetaspace(file, value, path);

@@ -8,7 +8,8 @@ namespace Microsoft.ML.LabelTuning.Tokenizers;
 /// </summary>
 internal sealed class TokenModel
 {
-    private readonly BytePairEncoder _encoder;
+    private readonly BytePairEncoder? _encoder;
+    private readonly Microsoft.ML.Tokenizers.BpeTokenizer? _byteLevel;
     private readonly Normalizer? _normalizer;
     private readonly MetaspacePreTokenizer? _preTokenizer;
     private readonly TokenDecoder? _decoder;
@@ -18,7 +19,7 @@ internal sealed class TokenModel
     internal TokenModel(
         string sourceFile,
         IReadOnlyDictionary<string, int> vocabulary,
-        BytePairEncoder encoder,
+        BytePairEncoder? encoder,
         Normalizer? normalizer,
         MetaspacePreTokenizer? preTokenizer,
         TokenDecoder? decoder,
@@ -39,6 +40,21 @@ internal sealed class TokenModel
         {
             _tokens[id] = token;
         }
+    }
+
+    /// <summary>
+    /// A byte-level BPE (LLaMA-3, GPT-2) run by Microsoft.ML.Tokenizers: <paramref name="byteLevel"/> pre-tokenizes,
+    /// maps bytes to its characters and merges; it knows no added tokens, which the caller splits out first.
+    /// </summary>
+    internal TokenModel(
+        string sourceFile,
+        IReadOnlyDictionary<string, int> vocabulary,
+        Microsoft.ML.Tokenizers.BpeTokenizer byteLevel,
+        IReadOnlyList<AddedToken> addedTokens,
+        TokenModelDefaults defaults)
+        : this(sourceFile, vocabulary, encoder: null, normalizer: null, preTokenizer: null, decoder: null, addedTokens, defaults)
+    {
+        _byteLevel = byteLevel;
     }
 
     /// <summary>The file the model was read from, for error messages.</summary>
@@ -63,10 +79,16 @@ internal sealed class TokenModel
     /// </summary>
     internal void Encode(string segment, bool atTextStart, List<int> ids)
     {
+        if (_byteLevel is not null)
+        {
+            ids.AddRange(_byteLevel.EncodeToIds(segment, considerPreTokenization: true, considerNormalization: false));
+            return;
+        }
+
         var text = _normalizer?.Apply(segment) ?? segment;
         if (_preTokenizer is null)
         {
-            _encoder.Encode(text, ids);
+            _encoder!.Encode(text, ids);
             return;
         }
 
@@ -74,7 +96,7 @@ internal sealed class TokenModel
         _preTokenizer.Apply(text, atTextStart, words);
         foreach (var word in words)
         {
-            _encoder.Encode(word, ids);
+            _encoder!.Encode(word, ids);
         }
     }
 
@@ -84,6 +106,11 @@ internal sealed class TokenModel
     /// </summary>
     internal string Decode(IReadOnlyList<int> ids, IReadOnlyDictionary<int, AddedToken> addedTokens)
     {
+        if (_byteLevel is not null)
+        {
+            return DecodeByteLevel(ids, addedTokens);
+        }
+
         var tokens = new List<string>(ids.Count);
         foreach (var id in ids)
         {
@@ -104,6 +131,37 @@ internal sealed class TokenModel
 
         _decoder.Apply(tokens);
         return string.Concat(tokens);
+    }
+
+    /// <summary>Byte-level decoding as Hugging Face's ByteLevel decoder does it: each run of vocabulary ids becomes the text its bytes spell, added tokens their content.</summary>
+    private string DecodeByteLevel(IReadOnlyList<int> ids, IReadOnlyDictionary<int, AddedToken> addedTokens)
+    {
+        var text = new System.Text.StringBuilder();
+        var run = new List<int>();
+        foreach (var id in ids)
+        {
+            if (addedTokens.TryGetValue(id, out var added))
+            {
+                Flush();
+                text.Append(added.Content);
+            }
+            else if (_tokens.ContainsKey(id))
+            {
+                run.Add(id);
+            }
+        }
+
+        Flush();
+        return text.ToString();
+
+        void Flush()
+        {
+            if (run.Count > 0)
+            {
+                text.Append(_byteLevel!.Decode(run));
+                run.Clear();
+            }
+        }
     }
 }
 

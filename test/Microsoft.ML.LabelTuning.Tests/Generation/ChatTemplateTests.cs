@@ -1,5 +1,7 @@
 using Microsoft.Extensions.AI;
 using Microsoft.ML.LabelTuning.Generation;
+using Microsoft.ML.LabelTuning.Tests.Tokenizers;
+using Microsoft.ML.LabelTuning.Tokenizers;
 
 namespace Microsoft.ML.LabelTuning.Tests.Generation;
 
@@ -41,6 +43,29 @@ public sealed class ChatTemplateTests
         => Assert.AreEqual(
             "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello. </s><s>[INST] Name a colour. [/INST]",
             ChatTemplate.Of(ChatTemplateKind.Llama2).Render(_conversation));
+
+    [TestMethod]
+    public void RecognisesAndRendersTheLlama3TemplateAsItsSpecialTokens()
+    {
+        using var folder = new TempFolder();
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(TokenizerFixtures.WriteLlama3Folder(folder.Path));
+        var template = ChatTemplate.Detect(tokenizer.ChatTemplate, "<|begin_of_text|>", "<|end_of_text|>");
+
+        var prompt = template.Render(_conversation);
+        var ids = tokenizer.Encode(prompt, addSpecialTokens: !template.WritesBos, parseSpecialTokens: true);
+
+        Assert.AreEqual(ChatTemplateKind.Llama3, template.Kind, "the real LLaMA-3 tokenizer_config.json's template");
+        Assert.AreEqual(
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>" +
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nName a colour.<|eot_id|>" +
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
+            prompt);
+        Assert.AreEqual(128000, ids[0], "one BOS, written by the template");
+        Assert.AreEqual(1, ids.Count(id => id == 128000));
+        Assert.AreEqual(5, ids.Count(id => id == 128006), "<|start_header_id|> is one token per message");
+        Assert.AreEqual(4, ids.Count(id => id == 128009), "<|eot_id|> closes each message");
+        CollectionAssert.Contains(template.StopSequences.ToList(), "<|eot_id|>");
+    }
 
     [TestMethod]
     public void RendersPlainRoleLinesAndOpensTheAssistantTurn()

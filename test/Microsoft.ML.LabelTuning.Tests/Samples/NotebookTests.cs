@@ -30,7 +30,7 @@ public sealed class NotebookTests
     {
         var path = WriteNotebook(
             Markdown("# title"),
-            Code("csharp", "#r \"nuget: Microsoft.ML, 5.0.1\"\n#!time\nbool FastMode = false; // the host's value wins\nvar n = FastMode ? 1 : 2;"),
+            Code("csharp", "#r \"nuget: Microsoft.ML, 6.0.0\"\n#!time\nbool FastMode = false; // the host's value wins\nvar n = FastMode ? 1 : 2;"),
             Code("fsharp", "let x = 1"),
             Code("csharp", "#r \"../x.dll\"\n"));
         try

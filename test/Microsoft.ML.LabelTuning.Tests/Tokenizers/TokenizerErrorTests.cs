@@ -61,7 +61,8 @@ public sealed class TokenizerErrorTests
     [DataRow("""{ "model": { "type": "BPE", "vocab": { "a": 0 }, "merges": [[1, 2]] } }""", "'model.merges[0]' must be \"left right\"")]
     [DataRow("""{ "model": { "type": "BPE", "vocab": { "a": 0 }, "unk_token": "<unk>" } }""", "'model.unk_token' is \"<unk>\" but the vocabulary has no such token")]
     [DataRow("""{ "model": { "type": "BPE", "vocab": { "a": 0 }, "continuing_subword_prefix": "##" } }""", "continuing_subword_prefix")]
-    [DataRow("""{ "pre_tokenizer": { "type": "ByteLevel", "add_prefix_space": false }, "model": TINY }""", "Byte-level BPE (LLaMA-3, GPT-2) is not supported")]
+    [DataRow("""{ "pre_tokenizer": { "type": "ByteLevel", "add_prefix_space": true }, "model": TINY }""", "'pre_tokenizer.add_prefix_space' is true")]
+    [DataRow("""{ "pre_tokenizer": { "type": "Whitespace" }, "model": TINY }""", "pre-tokenizer type 'Whitespace' at 'pre_tokenizer' is not supported")]
     [DataRow("""{ "pre_tokenizer": { "type": "Metaspace", "prepend_scheme": "sometimes" }, "model": TINY }""", "'pre_tokenizer.prepend_scheme' must be \"always\", \"first\" or \"never\"")]
     [DataRow("""{ "normalizer": { "type": "BertNormalizer" }, "model": TINY }""", "normalizer type 'BertNormalizer' at 'normalizer' is not supported")]
     [DataRow("""{ "normalizer": { "type": "Replace", "pattern": { "Regex": "\\s+" }, "content": " " }, "model": TINY }""", "regular-expression patterns are not supported")]
@@ -164,7 +165,7 @@ public sealed class TokenizerErrorTests
     }
 
     /// <summary>
-    /// Why tokenizer.model is not encoded by Microsoft.ML.Tokenizers: its LlamaTokenizer (2.0.1) breaks equal-score merges
+    /// Why tokenizer.model is not encoded by Microsoft.ML.Tokenizers: its LlamaTokenizer (2.0.1 and 3.0.0) breaks equal-score merges
     /// rightmost first, where SentencePiece goes leftmost first. If this test fails, ML.NET has fixed it and
     /// SentencePieceModelFile could hand encoding back to it.
     /// </summary>

@@ -32,6 +32,54 @@ internal static class TokenizerFixtures
     /// <summary>The LLaMA-2 tokenizer.json folder.</summary>
     internal static string LlamaJsonFolder => Path.Combine(FixturesRoot, "tokenizers", "llama2-json");
 
+    /// <summary>The LLaMA-3 tokenizer fixture: tokenizer.json.gz, tokenizer_config.json and cases.json.gz.</summary>
+    internal static string Llama3Folder => Path.Combine(FixturesRoot, "llama3-tokenizer");
+
+    /// <summary>
+    /// Writes a loadable LLaMA-3 tokenizer folder into <paramref name="target"/>: the fixture's tokenizer.json (unzipped,
+    /// with <paramref name="edit"/> applied when given) and tokenizer_config.json.
+    /// </summary>
+    internal static string WriteLlama3Folder(string target, Action<JsonNode>? edit = null)
+    {
+        Directory.CreateDirectory(target);
+        var json = Path.Combine(target, LlamaTextTokenizer.HuggingFaceFileName);
+        using (var input = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(Llama3Folder, "tokenizer.json.gz")), System.IO.Compression.CompressionMode.Decompress))
+        {
+            if (edit is null)
+            {
+                using var output = File.Create(json);
+                input.CopyTo(output);
+            }
+            else
+            {
+                var node = JsonNode.Parse(input)!;
+                edit(node);
+                File.WriteAllText(json, node.ToJsonString());
+            }
+        }
+
+        File.Copy(Path.Combine(Llama3Folder, "tokenizer_config.json"), Path.Combine(target, "tokenizer_config.json"), overwrite: true);
+        return target;
+    }
+
+    /// <summary>The LLaMA-3 reference cases (ids from Hugging Face tokenizers, checked against two JavaScript tokenizers).</summary>
+    internal static IReadOnlyList<TokenizerCase> ReadLlama3Cases()
+    {
+        using var input = new System.IO.Compression.GZipStream(File.OpenRead(Path.Combine(Llama3Folder, "cases.json.gz")), System.IO.Compression.CompressionMode.Decompress);
+        using var document = JsonDocument.Parse(input);
+        var file = Path.Combine(Llama3Folder, "cases.json.gz");
+        return document.RootElement.GetProperty("cases").EnumerateArray()
+            .Select(item => new TokenizerCase(
+                item.GetProperty("text").GetString()!,
+                item.GetProperty("ids").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
+                ParseSpecial: item.GetProperty("parse_special").GetBoolean(),
+                SpecialTokensAdded: true,
+                Decoded: null,
+                DecodedWithSpecial: item.GetProperty("decoded").GetString(),
+                Source: file))
+            .ToList();
+    }
+
     /// <summary>The folders of Hugging Face reference cases, one per tokenizer variant.</summary>
     internal static string HuggingFaceCasesRoot => Path.Combine(FixturesRoot, "tokenizers");
 
