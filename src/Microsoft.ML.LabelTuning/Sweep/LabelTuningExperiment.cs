@@ -521,7 +521,7 @@ public sealed class LabelTuningExperiment
         {
             try
             {
-                return _ml.Model.Load(log.ModelPath(best.Id), out _);
+                return _ml.Model.LoadLabelTuning(log.ModelPath(best.Id), out _); // unwrapped errors, so the catch below sees them
             }
             catch (Exception e) when (e is InvalidDataException or InvalidOperationException or IOException or FormatException or ArgumentException)
             {
