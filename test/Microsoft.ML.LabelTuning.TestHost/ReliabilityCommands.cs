@@ -68,6 +68,11 @@ public static class ReliabilityCommands
                 return;
             }
 
+            if (!p.IsStep)
+            {
+                return; // the warm-up estimate or a warning, before the first step
+            }
+
             if (firstStep < 0)
             {
                 firstStep = p.Step;

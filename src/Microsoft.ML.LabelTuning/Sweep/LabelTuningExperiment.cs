@@ -379,6 +379,7 @@ public sealed class LabelTuningExperiment
         options.MaxSequenceLength = _settings.MaxSequenceLength;
         options.BatchSize = _settings.BatchSize;
         options.Dtype = _settings.Dtype;
+        options.NumberOfThreads = _settings.NumberOfThreads;
         options.Seed = seed;
         options.CancellationToken = token;
         options.Progress = new InlineProgress<TrainingProgress>(onTraining);

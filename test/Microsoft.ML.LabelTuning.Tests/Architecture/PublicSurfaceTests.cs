@@ -86,6 +86,7 @@ public sealed class PublicSurfaceTests
         "Training.LabelTuningOptions",
         "Training.MemoryCheck",
         "Training.TrainingProgress",
+        "Training.TrainingProgressKind",
         "Transformers.BinaryLabelTuningTrainer",
         "Transformers.LabelTuningBinaryTransformer",
         "Transformers.LabelTuningMulticlassTransformer",
