@@ -50,7 +50,8 @@ public static class HostCommands
                 Console.Error.WriteLine("usage: TestHost score-features <model.zip> <features.txt> | score-texts <model.zip> <texts.txt>\n" +
                     "  | train-checkpointed <ls-llama|ls-llama-best|prompt-tuning> <modelDir> <checkpointDir> <scores.txt> [--slow-ms N] [--pause-at-step N]\n" +
                     "  | save-loop <source.zip> <folder> <firstIteration> [--stall weights|state|model|plain --stall-at N]\n" +
-                    "  | memory-probe <modelDir> <batch> <sequenceLength>");
+                    "  | memory-probe <modelDir> <batch> <sequenceLength>\n" +
+                    "  | write-random-checkpoint <folder> <hidden> <layers> <intermediate> <vocab> [--tied] | load-rss <folder>");
                 return 2;
         }
     }

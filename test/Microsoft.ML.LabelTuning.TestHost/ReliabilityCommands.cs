@@ -41,9 +41,60 @@ public static class ReliabilityCommands
                 return SaveLoop(sourceZip, folder, int.Parse(first, CultureInfo.InvariantCulture), StringOption(rest, "--stall"), IntOption(rest, "--stall-at"));
             case ["memory-probe", var modelDir, var batch, var sequence]:
                 return MemoryProbe(modelDir, int.Parse(batch, CultureInfo.InvariantCulture), int.Parse(sequence, CultureInfo.InvariantCulture));
+            case ["write-random-checkpoint", var folder, var hidden, var layers, var intermediate, var vocab, .. var rest]:
+                return WriteRandomCheckpoint(folder, int.Parse(hidden, CultureInfo.InvariantCulture), int.Parse(layers, CultureInfo.InvariantCulture),
+                    int.Parse(intermediate, CultureInfo.InvariantCulture), int.Parse(vocab, CultureInfo.InvariantCulture), rest.Contains("--tied"));
+            case ["load-rss", var folder]:
+                return LoadRss(folder);
             default:
                 return null;
         }
+    }
+
+    /// <summary>Writes a random-weight LLaMA folder (config and bf16 safetensors) of the given shape, 16 heads of 4 kv heads.</summary>
+    private static int WriteRandomCheckpoint(string folder, int hidden, int layers, int intermediate, int vocab, bool tied)
+    {
+        var config = new LlamaConfig
+        {
+            HiddenSize = hidden,
+            IntermediateSize = intermediate,
+            NumHiddenLayers = layers,
+            NumAttentionHeads = 16,
+            NumKeyValueHeads = 4,
+            VocabSize = vocab,
+            MaxPositionEmbeddings = 2048,
+            RmsNormEps = 1e-5,
+            RopeTheta = 10000,
+            BosTokenId = 1,
+            EosTokenId = [2],
+            TieWordEmbeddings = tied,
+        };
+        torch.random.manual_seed(1);
+        using var model = new LlamaForCausalLM(config);
+        CheckpointLoader.SaveHfFolder(model, config, folder, torch.ScalarType.BFloat16);
+        Console.WriteLine($"wrote {folder}");
+        return 0;
+    }
+
+    /// <summary>
+    /// Loads a folder's decoder as classifiers do (float32, CPU) and prints the float32 parameter bytes, the resident
+    /// memory before the load and the peak resident memory during it, in bytes.
+    /// </summary>
+    private static int LoadRss(string folder)
+    {
+        Runtime.TorchRuntime.EnsureInitialized();
+        GC.Collect();
+        File.WriteAllText("/proc/self/clear_refs", "5");
+        var before = StatusKb("VmRSS") * 1024;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var model = Transformers.ClassifierFactory.LoadDecoder(folder, torch.CPU, torch.ScalarType.Float32);
+        var seconds = clock.Elapsed.TotalSeconds;
+        var peak = StatusKb("VmHWM") * 1024;
+        var parameterBytes = model.parameters().Sum(p => p.numel() * 4);
+        var lmHead = model.named_parameters().Any(p => p.name.Contains("lm_head", StringComparison.Ordinal));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"fp32_param_bytes {parameterBytes} rss_before {before} peak_rss {peak} peak_over_params {(double)peak / parameterBytes:F3} peak_minus_before_over_params {(double)(peak - before) / parameterBytes:F3} load_s {seconds:F2} lm_head {lmHead}"));
+        return 0;
     }
 
     /// <summary>
@@ -66,6 +117,11 @@ public static class ReliabilityCommands
             {
                 Console.WriteLine($"validation epoch {p.Epoch} loss {p.ValidationLoss!.Value.ToString("R", CultureInfo.InvariantCulture)}");
                 return;
+            }
+
+            if (!p.IsStep)
+            {
+                return; // the warm-up estimate or a warning, before the first step
             }
 
             if (firstStep < 0)

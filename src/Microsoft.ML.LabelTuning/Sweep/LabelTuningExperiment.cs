@@ -381,6 +381,7 @@ public sealed partial class LabelTuningExperiment
         options.MaxSequenceLength = _settings.MaxSequenceLength;
         options.BatchSize = _settings.BatchSize;
         options.Dtype = _settings.Dtype;
+        options.NumberOfThreads = _settings.NumberOfThreads;
         options.Seed = seed;
         options.CancellationToken = token;
         options.Progress = new InlineProgress<TrainingProgress>(onTraining);
@@ -523,7 +524,7 @@ public sealed partial class LabelTuningExperiment
         {
             try
             {
-                return _ml.Model.Load(log.ModelPath(best.Id), out _);
+                return _ml.Model.LoadLabelTuning(log.ModelPath(best.Id), out _); // unwrapped errors, so the catch below sees them
             }
             catch (Exception e) when (e is InvalidDataException or InvalidOperationException or IOException or FormatException or ArgumentException)
             {

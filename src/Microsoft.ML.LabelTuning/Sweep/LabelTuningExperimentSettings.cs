@@ -34,6 +34,12 @@ public sealed class LabelTuningExperimentSettings
     public string Dtype { get; set; } = "float32";
 
     /// <summary>
+    /// Gets or sets the intra-op CPU threads every trial trains with (see <see cref="LabelTuningOptions.NumberOfThreads"/>).
+    /// Null takes the <c>LABELTUNING_THREADS</c> environment variable, else the processor count. Positive. Default null.
+    /// </summary>
+    public int? NumberOfThreads { get; set; }
+
+    /// <summary>
     /// Gets or sets a callback that completes every trial's options after the sampled values are set (for example a
     /// warmup ratio or class weights). An exception it throws fails that trial only. Default null.
     /// </summary>
@@ -54,6 +60,11 @@ public sealed class LabelTuningExperimentSettings
         if (MaxSequenceLength is < 8 or > 32768)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxSequenceLength), MaxSequenceLength, $"MaxSequenceLength must be between 8 and 32768 but is {MaxSequenceLength}.");
+        }
+
+        if (NumberOfThreads is <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(NumberOfThreads), NumberOfThreads, $"NumberOfThreads must be positive but is {NumberOfThreads}.");
         }
 
         if (BatchSize <= 0)

@@ -88,10 +88,22 @@ public abstract class LabelTuningOptions
     public string Dtype { get; set; } = "float32";
 
     /// <summary>
+    /// Intra-op CPU threads torch uses while this trainer fits (the previous count is restored afterwards; torch's
+    /// count is process-wide). Null takes the <c>LABELTUNING_THREADS</c> environment variable, else the processor
+    /// count. Positive. Default null.
+    /// </summary>
+    public int? NumberOfThreads { get; set; }
+
+    /// <summary>
     /// What happens when the memory estimate made before training (parameters, gradients, AdamW state, activations and
-    /// attention masks for the batch size and the longest example) exceeds the memory available: a warning in the
-    /// ML.NET log (<see cref="MemoryCheck.Warn"/>, the default), an <see cref="InvalidOperationException"/> before the
-    /// first step (<see cref="MemoryCheck.Fail"/>), or no estimate (<see cref="MemoryCheck.Off"/>). CPU only.
+    /// attention masks for the batch size and the longest example) exceeds the memory available. With
+    /// <see cref="MemoryCheck.Warn"/> (the default) the micro-batch is lowered automatically (halved until it fits)
+    /// and each batch runs as several micro-batches whose gradients are accumulated, so the effective batch and the
+    /// results stay the same (within float rounding; dropout draws differ per micro-batch); when even one row does
+    /// not fit, training goes on with a warning. Either way the warning reaches the ML.NET log and
+    /// <see cref="Progress"/> (a <see cref="TrainingProgressKind.Warning"/> report). <see cref="MemoryCheck.Fail"/>
+    /// throws an <see cref="InvalidOperationException"/> before the first step when the batch as configured does not
+    /// fit; <see cref="MemoryCheck.Off"/> makes no estimate. CPU only.
     /// </summary>
     public MemoryCheck MemoryCheck { get; set; } = MemoryCheck.Warn;
 
@@ -124,6 +136,7 @@ public abstract class LabelTuningOptions
         Require(LearningRate > 0 && double.IsFinite(LearningRate), nameof(LearningRate), LearningRate, "must be a positive finite number");
         Require(WeightDecay >= 0 && double.IsFinite(WeightDecay), nameof(WeightDecay), WeightDecay, "must be non-negative");
         Require(WarmupRatio is >= 0 and <= 1, nameof(WarmupRatio), WarmupRatio, "must be between 0 and 1");
+        Require(NumberOfThreads is null or > 0, nameof(NumberOfThreads), NumberOfThreads ?? 0, "must be positive when set");
         Require(GradientAccumulationSteps > 0, nameof(GradientAccumulationSteps), GradientAccumulationSteps, "must be positive");
         Require(MaxGradientNorm >= 0 && double.IsFinite(MaxGradientNorm), nameof(MaxGradientNorm), MaxGradientNorm, "must be non-negative (0 disables clipping)");
         Require(EarlyStoppingPatience >= 0, nameof(EarlyStoppingPatience), EarlyStoppingPatience, "must be non-negative");

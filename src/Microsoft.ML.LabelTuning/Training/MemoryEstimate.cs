@@ -178,6 +178,29 @@ internal static class MemoryBudget
     }
 
     /// <summary>
+    /// The largest micro-batch, at most <paramref name="batchSize"/> and found by halving, whose estimate fits in
+    /// <paramref name="availableBytes"/>; null when even one row does not fit or nothing needs to change (the batch
+    /// fits, or the available memory is unknown).
+    /// </summary>
+    public static int? FittingMicroBatch(Func<int, MemoryEstimate> estimateFor, int batchSize, long? availableBytes)
+    {
+        if (availableBytes is not { } available || estimateFor(batchSize).TrainingBytes <= available)
+        {
+            return null;
+        }
+
+        for (var micro = batchSize / 2; micro >= 1; micro /= 2)
+        {
+            if (estimateFor(micro).TrainingBytes <= available)
+            {
+                return micro;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
     /// Warns through <paramref name="channel"/>, or throws, when the memory training adds to the loaded model exceeds
     /// <paramref name="availableBytes"/> (the parameters are already loaded, so they are not counted against it).
     /// </summary>

@@ -31,7 +31,16 @@ internal sealed record TrainingPlan(
     string? CheckpointFolder,
     int CheckpointEverySteps,
     string RunFingerprint,
-    IReadOnlyDictionary<string, double>? GroupLearningRateScales = null);
+    IReadOnlyDictionary<string, double>? GroupLearningRateScales = null,
+    int? MicroBatchSize = null)
+{
+    /// <summary>
+    /// Gets the rows one forward and backward pass takes: each batch of <see cref="BatchSize"/> rows is split into
+    /// chunks of this size whose losses are weighted by their share of the batch, so the gradient is the batch's
+    /// (the memory check lowers it when the batch would not fit).
+    /// </summary>
+    public int MicroBatch => Math.Min(MicroBatchSize ?? BatchSize, BatchSize);
+}
 
 /// <summary>What training produced, for the model card and the benchmarks.</summary>
 internal sealed record TrainingSummary(long Steps, int EpochsRun, double FinalLoss, double? BestValidationLoss, double TokensPerSecond, long TrainableParameters, bool Resumed);
@@ -79,9 +88,26 @@ internal static class TrainingLoop
         var clock = Stopwatch.StartNew();
         long tokensThisRun = 0;
         var lastLoss = double.NaN;
+        TimeSpan? expectedStep = null, expectedEpoch = null;
 
         try
         {
+            if (state.Epoch < plan.Epochs)
+            {
+                (expectedStep, expectedEpoch) = Warmup(model, train, plan, classWeights, trainable, lengths, state.Epoch, stepsPerEpoch);
+                var remainingSteps = totalSteps - state.Step;
+                var eta = TimeSpan.FromTicks((long)(expectedStep.Value.Ticks * (double)remainingSteps));
+                channel?.Info($"expected {expectedStep.Value.TotalSeconds:G3} s per step, {Format(expectedEpoch.Value)} per epoch, " +
+                    $"{Format(eta)} for the {remainingSteps} step(s) to go (measured on warm-up micro-batches)");
+                plan.Progress?.Report(new TrainingProgress(state.Epoch + 1, plan.Epochs, state.Step, totalSteps, double.NaN, 0, 0, clock.Elapsed, eta)
+                {
+                    Kind = TrainingProgressKind.Estimate,
+                    ExpectedStepTime = expectedStep,
+                    ExpectedEpochTime = expectedEpoch,
+                });
+                clock.Restart();
+            }
+
             for (var epoch = state.Epoch; epoch < plan.Epochs; epoch++)
             {
                 model.SetTraining(true);
@@ -96,22 +122,42 @@ internal static class TrainingLoop
                     long stepTokens = 0;
                     for (var m = 0; m < micro; m++)
                     {
-                        using var scope = NewDisposeScope();
-                        random.manual_seed(plan.Seed + (state.Step * 1009) + m); // dropout depends only on the step: exact resume
-                        var examples = batches[batchIndex + m].Select(i => train[i]).ToList();
-                        var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
-                        var loss = model.Loss(batch, examples, classWeights) / micro;
-                        loss.backward();
-                        var value = loss.item<float>() * micro;
-                        if (!float.IsFinite(value))
+                        var rows = batches[batchIndex + m];
+                        var chunkIndex = 0;
+                        foreach (var chunk in rows.Chunk(plan.MicroBatch))
                         {
-                            throw new InvalidOperationException(
-                                $"The training loss became {value} at step {state.Step + 1} (epoch {epoch + 1}). Likely causes: a learning rate " +
-                                $"too high ({plan.LearningRate}), float16 overflow, or corrupt base weights. Lower LearningRate or use float32.");
-                        }
+                            using var scope = NewDisposeScope();
+                            // Dropout depends only on the step (exact resume); a chunk of a split batch draws its own.
+                            random.manual_seed(plan.Seed + (state.Step * 1009) + m + (chunkIndex * 7919L));
+                            var examples = chunk.Select(i => train[i]).ToList();
+                            var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
+                            Tensor loss;
+                            float value;
+                            if (chunk.Length == rows.Length)
+                            {
+                                loss = model.Loss(batch, examples, classWeights) / micro;
+                                loss.backward();
+                                value = loss.item<float>() * micro;
+                            }
+                            else
+                            {
+                                var share = (double)chunk.Length / rows.Length; // mean over the batch = Σ share × mean over the chunk
+                                loss = model.Loss(batch, examples, classWeights) * (share / micro);
+                                loss.backward();
+                                value = (float)(loss.item<float>() * micro / share);
+                            }
 
-                        stepLoss += value / micro;
-                        stepTokens += batch.TokenCount;
+                            if (!float.IsFinite(value))
+                            {
+                                throw new InvalidOperationException(
+                                    $"The training loss became {value} at step {state.Step + 1} (epoch {epoch + 1}). Likely causes: a learning rate " +
+                                    $"too high ({plan.LearningRate}), float16 overflow, or corrupt base weights. Lower LearningRate or use float32.");
+                            }
+
+                            stepLoss += chunk.Length == rows.Length ? value / micro : value * ((double)chunk.Length / rows.Length) / micro;
+                            stepTokens += batch.TokenCount;
+                            chunkIndex++;
+                        }
                     }
 
                     if (plan.MaxGradientNorm > 0)
@@ -134,7 +180,11 @@ internal static class TrainingLoop
                     var stepsThisRun = state.Step - state.StartStep;
                     var remaining = TimeSpan.FromTicks(stepsThisRun == 0 ? 0 : elapsed.Ticks / stepsThisRun * (totalSteps - state.Step));
                     var report = new TrainingProgress(epoch + 1, plan.Epochs, state.Step, totalSteps, stepLoss, lr,
-                        stepTokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds), elapsed, remaining);
+                        stepTokens / Math.Max(1e-9, stepClock.Elapsed.TotalSeconds), elapsed, remaining)
+                    {
+                        ExpectedStepTime = expectedStep,
+                        ExpectedEpochTime = expectedEpoch,
+                    };
                     plan.Progress?.Report(report);
                     if (state.Step % 10 == 0 || state.Step == totalSteps)
                     {
@@ -154,7 +204,7 @@ internal static class TrainingLoop
                     var (validLoss, accuracy) = Evaluate(model, validation, plan, classWeights);
                     channel?.Info($"epoch {epoch + 1}: validation loss {validLoss:F4}, accuracy {accuracy:P2}");
                     plan.Progress?.Report(new TrainingProgress(epoch + 1, plan.Epochs, state.Step, totalSteps, lastLoss, schedule.At(state.Step - 1),
-                        0, clock.Elapsed, TimeSpan.Zero, validLoss, accuracy));
+                        0, clock.Elapsed, TimeSpan.Zero, validLoss, accuracy) { Kind = TrainingProgressKind.Validation });
                     if (best is null || validLoss < best.Value)
                     {
                         best = validLoss;
@@ -212,6 +262,57 @@ internal static class TrainingLoop
         return new TrainingSummary(state.Step, state.Epoch, lastLoss, best, tokensThisRun / Math.Max(1e-9, clock.Elapsed.TotalSeconds),
             trainable.Sum(p => p.Parameter.numel()), resumed);
     }
+
+    /// <summary>Micro-batches run before training to measure the time per token (the first only warms the allocator).</summary>
+    internal const int WarmupMicroBatches = 3;
+
+    /// <summary>
+    /// Runs a few forward and backward passes on the epoch's first micro-batches, as training will, and extrapolates
+    /// the time per optimizer step and per epoch from the time per padded token over the epoch's planned batches.
+    /// The gradients are cleared afterwards (set to none, as before the first step), so training is unchanged.
+    /// </summary>
+    private static (TimeSpan Step, TimeSpan Epoch) Warmup(
+        IClassifierModel model, IReadOnlyList<Example> train, TrainingPlan plan, Tensor? classWeights,
+        IReadOnlyList<(string Name, Parameter Parameter)> trainable, int[] lengths, int epoch, int stepsPerEpoch)
+    {
+        var chunks = LengthGroupedBatcher.Plan(lengths, plan.BatchSize, plan.Seed, epoch).SelectMany(b => b.Chunk(plan.MicroBatch)).ToList();
+        static long Padded(int[] chunk, int[] lengths) => (long)chunk.Length * chunk.Max(i => lengths[i]);
+        var runs = Math.Min(WarmupMicroBatches, chunks.Count);
+        double seconds = 0;
+        long tokens = 0;
+        model.SetTraining(true);
+        for (var k = 0; k < runs; k++)
+        {
+            var clock = Stopwatch.StartNew();
+            using (var scope = NewDisposeScope())
+            {
+                random.manual_seed(plan.Seed);
+                var examples = chunks[k].Select(i => train[i]).ToList();
+                var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), plan.PadId, plan.Device);
+                var loss = model.Loss(batch, examples, classWeights);
+                loss.backward();
+                _ = loss.item<float>();
+            }
+
+            if (k > 0 || runs == 1)
+            {
+                seconds += clock.Elapsed.TotalSeconds;
+                tokens += Padded(chunks[k], lengths);
+            }
+        }
+
+        foreach (var (_, parameter) in trainable)
+        {
+            parameter.grad = null;
+        }
+
+        var perToken = seconds / Math.Max(1, tokens);
+        var epochSeconds = perToken * chunks.Sum(c => Padded(c, lengths));
+        return (TimeSpan.FromSeconds(epochSeconds / Math.Max(1, stepsPerEpoch)), TimeSpan.FromSeconds(epochSeconds));
+    }
+
+    private static string Format(TimeSpan time)
+        => time.TotalHours >= 1 ? $"{time.TotalHours:F1} h" : time.TotalMinutes >= 1 ? $"{time.TotalMinutes:F1} min" : $"{time.TotalSeconds:F1} s";
 
     private static (double Loss, double Accuracy) Evaluate(IClassifierModel model, IReadOnlyList<Example> data, TrainingPlan plan, Tensor? classWeights)
     {

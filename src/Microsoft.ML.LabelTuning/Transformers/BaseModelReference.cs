@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Security.Cryptography;
 
 namespace Microsoft.ML.LabelTuning.Transformers;
@@ -8,6 +9,8 @@ namespace Microsoft.ML.LabelTuning.Transformers;
 /// </summary>
 internal static class BaseModelReference
 {
+    private static readonly ConcurrentDictionary<string, string> _cache = new(StringComparer.Ordinal);
+
     /// <summary>The files that define the base model's function, in a stable order.</summary>
     public static IReadOnlyList<string> DefiningFiles(string folder)
     {
@@ -38,12 +41,34 @@ internal static class BaseModelReference
         return files;
     }
 
-    /// <summary>SHA-256 (hex) over each defining file's name, length and bytes.</summary>
+    /// <summary>
+    /// SHA-256 (hex) over each defining file's name, length and bytes. Hashing a multi-GB base takes seconds, so the
+    /// result is cached in memory for the life of the process, keyed by each defining file's full path, size and
+    /// last-write time: a file rewritten in place with the same size and timestamp would not be noticed.
+    /// </summary>
     public static string Fingerprint(string folder)
+    {
+        var files = DefiningFiles(folder);
+        var key = string.Join("\n", files.Select(f =>
+        {
+            var info = new FileInfo(f);
+            return info.Exists ? $"{info.FullName}|{info.Length}|{info.LastWriteTimeUtc.Ticks}" : $"{info.FullName}|missing";
+        }));
+        if (_cache.TryGetValue(key, out var cached))
+        {
+            return cached;
+        }
+
+        var sha = Compute(files);
+        _cache[key] = sha;
+        return sha;
+    }
+
+    private static string Compute(IReadOnlyList<string> files)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var buffer = new byte[1 << 20];
-        foreach (var file in DefiningFiles(folder))
+        foreach (var file in files)
         {
             if (!File.Exists(file))
             {

@@ -88,6 +88,7 @@ internal static class ClassifierFactory
     {
         var host = env.Register($"LabelTuning.{method}");
         using var channel = host.Start("Training");
+        using var threads = TorchRuntime.UseThreads(options.NumberOfThreads);
         var schema = data.Schema;
         ColumnReader.RequireTextColumn(schema, options.TextColumnName, "text");
         if (options.SecondTextColumnName is not null)
@@ -160,6 +161,7 @@ internal static class ClassifierFactory
     {
         var host = env.Register($"LabelTuning.{method}.Tokens");
         using var channel = host.Start("Training");
+        using var threads = TorchRuntime.UseThreads(options.NumberOfThreads);
         ColumnReader.RequireTextColumn(data.Schema, options.TextColumnName, "text");
         var classes = ColumnReader.RequireKeyVectorLabel(data.Schema, options.LabelColumnName);
         if (!string.IsNullOrEmpty(options.TextPrefix))
@@ -263,9 +265,7 @@ internal static class ClassifierFactory
             RunFingerprint(method, settings, options, seed, scales, train, validation, baseSha), scales);
         if (options.MemoryCheck != MemoryCheck.Off)
         {
-            // The worst micro-batch: the length-grouped batcher puts the longest examples together.
-            var estimate = MemoryEstimate.For(model, classifier, Math.Min(options.BatchSize, train.Count), train.Max(e => e.Ids.Length));
-            MemoryBudget.Check(estimate, MemoryBudget.AvailableBytes(device), options.MemoryCheck, channel);
+            plan = plan with { MicroBatchSize = CheckMemory(options, model, classifier, train, device, channel) };
         }
 
         var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
@@ -281,6 +281,46 @@ internal static class ClassifierFactory
             KeyValues = classes.KeyValues,
             LastTraining = summary,
         };
+    }
+
+    /// <summary>
+    /// Estimates the memory of the worst micro-batch (the length-grouped batcher puts the longest examples together).
+    /// Under <see cref="MemoryCheck.Warn"/> a batch that does not fit is split into smaller micro-batches whose
+    /// gradients accumulate (returned; null keeps the batch whole); what the user should know reaches both the ML.NET
+    /// log and the progress receiver, which is what a console sees. <see cref="MemoryCheck.Fail"/> refuses.
+    /// </summary>
+    private static int? CheckMemory(LabelTuningOptions options, LlamaModel model, IClassifierModel classifier, List<Example> train, Device device, IChannel channel)
+    {
+        var batchSize = Math.Min(options.BatchSize, train.Count);
+        var longest = train.Max(e => e.Ids.Length);
+        var available = MemoryBudget.AvailableBytes(device);
+        MemoryEstimate EstimateFor(int rows) => MemoryEstimate.For(model, classifier, rows, longest);
+        var micro = options.MemoryCheck == MemoryCheck.Warn ? MemoryBudget.FittingMicroBatch(EstimateFor, batchSize, available) : null;
+        string? warning;
+        if (micro is { } rows)
+        {
+            warning =
+                $"The memory estimate for a micro-batch of {batchSize} rows ({MemoryEstimate.FormatBytes(EstimateFor(batchSize).TrainingBytes)} beyond " +
+                $"the loaded model) exceeds the {MemoryEstimate.FormatBytes(available!.Value)} available, so each batch of {batchSize} rows runs as " +
+                $"{(batchSize + rows - 1) / rows} micro-batches of at most {rows} rows whose gradients are accumulated: the same effective batch " +
+                $"and the same results within float rounding, a little slower. Estimate now: {EstimateFor(rows)}. Set MemoryCheck to Fail to refuse instead.";
+            channel.Warning(warning);
+        }
+        else
+        {
+            warning = MemoryBudget.Check(EstimateFor(batchSize), available, options.MemoryCheck, channel);
+        }
+
+        if (warning is not null)
+        {
+            options.Progress?.Report(new TrainingProgress(1, options.Epochs, 0, 0, double.NaN, 0, 0, TimeSpan.Zero, TimeSpan.Zero)
+            {
+                Kind = TrainingProgressKind.Warning,
+                Message = warning,
+            });
+        }
+
+        return micro;
     }
 
     private static List<Example> EncodeWords(List<(string Text, uint[] Labels)> rows, WordEncoder encoder, IChannel channel, string textColumn, string labelColumn)

@@ -73,7 +73,19 @@ internal sealed class ClassifierRuntime : IDisposable
     /// or per-word class probabilities flattened [words × K] for token models.
     /// </summary>
     public float[][] Score(IReadOnlyList<TextInput> inputs)
-        => Description.TokenLevel ? PredictWordProbabilities(inputs) : PredictProbabilities(inputs);
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var scores = Description.TokenLevel ? PredictWordProbabilities(inputs) : PredictProbabilities(inputs);
+        if (inputs.Count > 0)
+        {
+            LastScoringRowsPerSecond = inputs.Count / Math.Max(1e-9, clock.Elapsed.TotalSeconds);
+        }
+
+        return scores;
+    }
+
+    /// <summary>Gets the scoring throughput of the last <see cref="Score"/> call with rows, in rows per second; null before.</summary>
+    public double? LastScoringRowsPerSecond { get; private set; }
 
     /// <summary>Per-word class probabilities, flattened [words × K], for each input; words past the length limit get zeros.</summary>
     public float[][] PredictWordProbabilities(IReadOnlyList<TextInput> inputs)

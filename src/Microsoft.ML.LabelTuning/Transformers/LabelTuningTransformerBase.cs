@@ -34,6 +34,13 @@ public abstract class LabelTuningTransformerBase : ITransformer, IDisposable
     /// <summary>Gets the text put before every input (chosen by GPTA or set in the options), or null.</summary>
     public string? TextPrefix => _runtime.Description.TextPrefix;
 
+    /// <summary>
+    /// Gets the scoring throughput measured on the last batch this model scored, in rows per second (padding, length
+    /// grouping and the batch size included); null before anything was scored. Each pass over a transformed view
+    /// also writes its rows/s to the ML.NET log.
+    /// </summary>
+    public double? ScoringRowsPerSecond => _runtime.LastScoringRowsPerSecond;
+
     bool ITransformer.IsRowToRowMapper => true;
 
     internal IHost Host { get; }

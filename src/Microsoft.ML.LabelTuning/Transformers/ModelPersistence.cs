@@ -69,7 +69,18 @@ internal static class ModelPersistence
             throw new InvalidDataException($"The saved model's {DescriptionEntry} is not valid: {ex.Message}", ex);
         }
 
-        var folder = description.BaseModelEmbedded ? ExtractEmbeddedBase(ctx, description) : CheckBase(description);
+        string folder;
+        if (description.BaseModelEmbedded)
+        {
+            folder = ExtractEmbeddedBase(ctx, description);
+        }
+        else
+        {
+            // By hash, not by path: the base may have moved (BaseModelSearch says where it looks).
+            folder = BaseModelSearch.Find(description.BaseModelPath, description.BaseModelSha256);
+            description = description with { BaseModelPath = folder };
+        }
+
         var internalEnv = env as IHostEnvironmentInternal;
         var device = DeviceSelection.Select(internalEnv?.GpuDeviceId, internalEnv?.FallbackToCpu ?? false);
         var adapterBytes = ReadEntry(ctx, AdapterEntry);
@@ -133,27 +144,6 @@ internal static class ModelPersistence
                 parameter.copy_(value);
             }
         }
-    }
-
-    private static string CheckBase(ClassifierDescription description)
-    {
-        var folder = description.BaseModelPath;
-        if (!Directory.Exists(folder) || !File.Exists(Path.Combine(folder, "config.json")))
-        {
-            throw new FileNotFoundException(
-                $"The saved model was trained on the base model in '{folder}', which is missing. Put the same base model there, " +
-                "or retrain with EmbedBaseModel = true for a self-contained model.", folder);
-        }
-
-        var sha = BaseModelReference.Fingerprint(folder);
-        if (!string.Equals(sha, description.BaseModelSha256, StringComparison.OrdinalIgnoreCase))
-        {
-            throw new InvalidDataException(
-                $"The base model in '{folder}' has changed since this model was trained: its config and weights hash to {sha} " +
-                $"but the saved model expects {description.BaseModelSha256}. The adapter only fits the original base model.");
-        }
-
-        return folder;
     }
 
     private static string ExtractEmbeddedBase(ModelLoadContext ctx, ClassifierDescription description)

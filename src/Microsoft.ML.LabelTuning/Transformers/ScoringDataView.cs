@@ -1,5 +1,6 @@
 using Microsoft.ML.Data;
 using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.Runtime;
 
 namespace Microsoft.ML.LabelTuning.Transformers;
 
@@ -57,6 +58,9 @@ internal sealed class ScoringDataView : IDataView
         private readonly ValueGetter<ReadOnlyMemory<char>>? _text;
         private readonly ValueGetter<ReadOnlyMemory<char>>? _second;
         private float[] _current = [];
+
+        private long _scored;
+        private TimeSpan _scoring;
 
         public Cursor(ScoringDataView view, DataViewRowCursor main, DataViewRowCursor? ahead, IEnumerable<DataViewSchema.Column> active)
         {
@@ -129,16 +133,27 @@ internal sealed class ScoringDataView : IDataView
                 batch.Add(new TextInput(text.ToString(), _second is null ? null : second.ToString()));
             }
 
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             foreach (var row in _view._parent.Runtime.Score(batch))
             {
                 _pending.Enqueue(row);
             }
+
+            _scored += batch.Count;
+            _scoring += clock.Elapsed;
         }
 
         protected override void Dispose(bool disposing)
         {
             if (disposing)
             {
+                if (_scored > 0)
+                {
+                    using var channel = _view._parent.Host.Start("Scoring");
+                    channel.Info($"scored {_scored} row(s) in {_scoring.TotalSeconds:F2} s: {_scored / Math.Max(1e-9, _scoring.TotalSeconds):G4} rows/s");
+                    _scored = 0;
+                }
+
                 _main.Dispose();
                 _ahead?.Dispose();
             }

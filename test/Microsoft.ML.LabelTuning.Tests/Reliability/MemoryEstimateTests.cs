@@ -120,7 +120,7 @@ public sealed class MemoryEstimateTests
             LoraRank = 4,
             Seed = 5,
             MemoryCheck = check,
-            Progress = new Methods.LabelSupervised.LabelSupervisedLlamaTests.SyncProgress(p => steps.Add(p.Step)),
+            Progress = new Methods.LabelSupervised.LabelSupervisedLlamaTests.SyncProgress(p => { if (p.IsStep) { steps.Add(p.Step); } }),
         };
 
         MemoryBudget.AvailableBytesOverride = 1024;

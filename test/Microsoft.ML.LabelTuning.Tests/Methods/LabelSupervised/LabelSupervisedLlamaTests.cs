@@ -252,7 +252,7 @@ public sealed class LabelSupervisedLlamaTests
             var resumed = Options();
             resumed.CheckpointFolder = dir.FullName;
             var steps = new List<long>();
-            resumed.Progress = new SyncProgress(p => steps.Add(p.Step));
+            resumed.Progress = new SyncProgress(p => { if (p.IsStep) { steps.Add(p.Step); } });
             var scores = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(resumed).Fit(keyed)
                 .Transform(labelMap.Transform(test)).GetColumn<float[]>("Score").ToArray();
             Assert.AreEqual(18, steps.First(), "the resumed run continues after the cancelled step");
@@ -319,7 +319,7 @@ public sealed class LabelSupervisedLlamaTests
 
             var steps = new List<long>();
             var same = Options();
-            same.Progress = new SyncProgress(p => steps.Add(p.Step));
+            same.Progress = new SyncProgress(p => { if (p.IsStep) { steps.Add(p.Step); } });
             ml.MulticlassClassification.Trainers.LabelSupervisedLlama(same).Fit(keyed).Dispose();
             Assert.IsTrue(steps.Count > 0 && steps[0] > 1, $"the same options resume the checkpoint (first step {(steps.Count > 0 ? steps[0] : -1)})");
         }
