@@ -20,19 +20,8 @@ internal static class PretrainBench
 
     public static IEnumerable<object> Run(int steps = 6)
     {
-        var config = new LlamaConfig
-        {
-            HiddenSize = 256,
-            IntermediateSize = 688,
-            NumHiddenLayers = 4,
-            NumAttentionHeads = 4,
-            NumKeyValueHeads = 4,
-            VocabSize = 8000,
-            MaxPositionEmbeddings = 1024,
-            RmsNormEps = 1e-5,
-            RopeTheta = 10000,
-            TieWordEmbeddings = false,
-        };
+        // The shipped default model's architecture, read from its config.json (the recipe the pretraining run uses).
+        var config = LlamaConfig.Load(Path.Combine(TrainerBench.RepoRoot(), "models", "labeltuning-default", "config.json"));
         var threadsBefore = torch.get_num_threads();
         try
         {
