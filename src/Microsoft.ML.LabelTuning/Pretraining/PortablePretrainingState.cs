@@ -176,22 +176,7 @@ internal static class PortablePretrainingState
 
         using var scope = NewDisposeScope();
         var (tensors, _) = SafeTensors.ReadFile(path);
-        using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters)
-        {
-            if (!tensors.TryGetValue(name, out var value))
-            {
-                throw new InvalidDataException($"Weights '{path}' have no tensor '{name}'.");
-            }
-
-            if (!value.shape.SequenceEqual(parameter.shape))
-            {
-                throw new InvalidDataException(
-                    $"Tensor '{name}' has shape [{string.Join(", ", value.shape)}] in '{path}' but the model holds [{string.Join(", ", parameter.shape)}].");
-            }
-
-            parameter.copy_(value.to_type(parameter.dtype));
-        }
+        PretrainingCheckpoint.CopyParameters(tensors, string.Empty, parameters, path);
     }
 
     /// <summary>

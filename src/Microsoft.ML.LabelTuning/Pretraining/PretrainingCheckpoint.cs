@@ -177,25 +177,7 @@ internal static class PretrainingCheckpoint
             throw new InvalidDataException($"Checkpoint tensors '{path}' are for step {savedStep ?? "?"} but '{StateFileName}' says step {step}; the checkpoint is inconsistent.");
         }
 
-        using (no_grad())
-        {
-            foreach (var (name, parameter) in parameters)
-            {
-                var key = $"param.{name}";
-                if (!tensors.TryGetValue(key, out var value))
-                {
-                    throw new InvalidDataException($"Checkpoint tensors '{path}' have no tensor '{key}'.");
-                }
-
-                if (!value.shape.SequenceEqual(parameter.shape))
-                {
-                    throw new InvalidDataException(
-                        $"Tensor '{key}' has shape [{string.Join(", ", value.shape)}] in '{path}' but the model holds [{string.Join(", ", parameter.shape)}].");
-                }
-
-                parameter.copy_(value);
-            }
-        }
+        CopyParameters(tensors, "param.", parameters, path);
 
         var moments = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal))
             .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value);
@@ -211,6 +193,32 @@ internal static class PretrainingCheckpoint
         }
 
         optimizer.LoadStateDict(moments, state.OptimizerSteps);
+    }
+
+    /// <summary>
+    /// Copies <c>{keyPrefix}{name}</c> from <paramref name="tensors"/> into each parameter (casting to its dtype), after
+    /// checking that every one is present with the parameter's shape.
+    /// </summary>
+    public static void CopyParameters(
+        IReadOnlyDictionary<string, Tensor> tensors, string keyPrefix, IReadOnlyList<(string Name, Parameter Parameter)> parameters, string path)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, parameter) in parameters)
+        {
+            var key = keyPrefix + name;
+            if (!tensors.TryGetValue(key, out var value))
+            {
+                throw new InvalidDataException($"Checkpoint tensors '{path}' have no tensor '{key}'.");
+            }
+
+            if (!value.shape.SequenceEqual(parameter.shape))
+            {
+                throw new InvalidDataException(
+                    $"Tensor '{key}' has shape [{string.Join(", ", value.shape)}] in '{path}' but the model holds [{string.Join(", ", parameter.shape)}].");
+            }
+
+            parameter.copy_(value);
+        }
     }
 
     /// <summary>Writes the model to <c>best/</c> (float32 Hugging Face folder) and then <c>best.json</c>.</summary>
