@@ -92,84 +92,120 @@ internal sealed class RunPlan
 /// <summary>One method's figures on one data set's test rows (Error is set, and the figures are NaN, when it failed).</summary>
 internal sealed record MethodResult(string Method, double Accuracy, double MacroF1, double TrainSeconds, long TrainableParameters, double RowsPerSecond, string? Error = null)
 {
+    /// <summary>Gets the learning rate the run used (NaN for SDCA and for a failed run).</summary>
+    public double LearningRate { get; init; } = double.NaN;
+
+    /// <summary>Gets the epochs the run used (0 for SDCA and for a failed run).</summary>
+    public int Epochs { get; init; }
+
+    /// <summary>Gets the binomial standard error of the accuracy over <paramref name="testRows"/> rows: sqrt(p(1-p)/n).</summary>
+    /// <param name="testRows">The test rows the accuracy was measured on.</param>
+    /// <returns>The standard error, as a fraction.</returns>
+    public double StandardError(int testRows) => testRows > 0 && double.IsFinite(Accuracy) ? Math.Sqrt(Accuracy * (1 - Accuracy) / testRows) : double.NaN;
+
     public static MethodResult Failed(string method, Exception e) => new(method, double.NaN, double.NaN, double.NaN, 0, double.NaN, $"{e.GetType().Name}: {e.Message}");
 }
 
+/// <summary>
+/// What a LLaMA method needs to be tuned by <see cref="Tuning"/>: the library's method, its learning rate before tuning,
+/// and the method-specific settings (everything but the learning rate and epochs, which the sweep samples).
+/// </summary>
+internal sealed record Tunable(TuningMethod Kind, double LearningRate, Action<RunPlan, LabelTuningOptions> Configure);
+
 /// <summary>A method of the comparison: its id on the command line, its name in the tables, and how it runs.</summary>
-internal sealed record Method(string Id, string Name, string Settings, Func<RunPlan, MethodResult> Run);
+internal sealed record Method(string Id, string Name, string Settings, Func<RunPlan, TunedSetting?, MethodResult> Run, Tunable? Tuning = null);
 
 internal static class Methods
 {
     public static readonly IReadOnlyList<Method> All =
     [
-        Tuned("ls-llama", "LS-LLaMA", "LoRA r=16 (alpha 32, dropout 0.05) on every linear layer + label head on the last token, lr 1e-3",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LabelSupervisedLlama(plan.Common(new LabelSupervisedLlamaOptions
+        Tuned<LabelSupervisedLlamaOptions>("ls-llama", "LS-LLaMA", "LoRA r=16 (alpha 32, dropout 0.05) on every linear layer + label head on the last token",
+            TuningMethod.LabelSupervised, 1e-3,
+            (_, o) =>
             {
-                LearningRate = 1e-3,
-                LoraRank = 16,
-                LoraAlpha = 32,
-                LoraDropout = 0.05,
-                LoraTargets = LoraTargets.AllLinear,
-            }, progress))),
-        Tuned("prompt", "Prompt tuning", "20 virtual tokens (random init) + label head, lr 3e-2",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.PromptTuning(plan.Common(new PromptTuningOptions
+                o.LoraRank = 16;
+                o.LoraAlpha = 32;
+                o.LoraDropout = 0.05;
+                o.LoraTargets = LoraTargets.AllLinear;
+            },
+            (t, o) => t.LabelSupervisedLlama(o)),
+        Tuned<PromptTuningOptions>("prompt", "Prompt tuning", "20 virtual tokens (random init) + label head",
+            TuningMethod.PromptTuning, 3e-2,
+            (_, o) => o.VirtualTokenCount = 20,
+            (t, o) => t.PromptTuning(o)),
+        Tuned<PromptTuningOptions>("dept", "DePT", "10 virtual tokens + rank-8 update of the input embeddings (lr 1e-3) + label head",
+            TuningMethod.PromptTuning, 3e-2,
+            (_, o) =>
             {
-                VirtualTokenCount = 20,
-                LearningRate = 3e-2,
-            }, progress))),
-        Tuned("dept", "DePT", "10 virtual tokens + rank-8 update of the input embeddings (lr 1e-3) + label head, lr 3e-2",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.PromptTuning(plan.Common(new PromptTuningOptions
+                o.VirtualTokenCount = 10;
+                o.DecomposedRank = 8;
+                o.DecomposedLearningRate = 1e-3;
+            },
+            (t, o) => t.PromptTuning(o)),
+        Tuned<PrefixTuningOptions>("prefix", "Prefix tuning", "20 key/value prefixes per layer + label head",
+            TuningMethod.PrefixTuning, 1e-2,
+            (_, o) => o.VirtualTokenCount = 20,
+            (t, o) => t.PrefixTuning(o)),
+        Tuned<LTuningOptions>("ltuning-prefix", "L-Tuning prefix", "label-text prefixes (1 negative per example) + matching true/false head",
+            TuningMethod.LTuningPrefix, 1e-3,
+            (plan, o) => o.LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
+            (t, o) => t.LTuningPrefix(o)),
+        Tuned<LTuningOptions>("ltuning-prompt", "L-Tuning prompt", "label-text prompts before the text (1 negative per example) + matching true/false head",
+            TuningMethod.LTuningPrompt, 1e-3,
+            (plan, o) => o.LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
+            (t, o) => t.LTuningPrompt(o)),
+        Tuned<LTuningOptions>("ltuning-prompt-after", "L-Tuning prompt, after", "label-text prompts after the text, KV-cached scoring (1 negative per example) + matching true/false head",
+            TuningMethod.LTuningPrompt, 1e-3,
+            (plan, o) =>
             {
-                VirtualTokenCount = 10,
-                DecomposedRank = 8,
-                DecomposedLearningRate = 1e-3,
-                LearningRate = 3e-2,
-            }, progress))),
-        Tuned("prefix", "Prefix tuning", "20 key/value prefixes per layer + label head, lr 1e-2",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.PrefixTuning(plan.Common(new PrefixTuningOptions
-            {
-                VirtualTokenCount = 20,
-                LearningRate = 1e-2,
-            }, progress))),
-        Tuned("ltuning-prefix", "L-Tuning prefix", "label-text prefixes (1 negative per example) + matching true/false head, lr 1e-3",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrefix(plan.Common(new LTuningOptions
-            {
-                LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
-                LearningRate = 1e-3,
-            }, progress))),
-        Tuned("ltuning-prompt", "L-Tuning prompt", "label-text prompts before the text (1 negative per example) + matching true/false head, lr 1e-3",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrompt(plan.Common(new LTuningOptions
-            {
-                LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
-                LearningRate = 1e-3,
-            }, progress))),
-        Tuned("ltuning-prompt-after", "L-Tuning prompt, after", "label-text prompts after the text, KV-cached scoring (1 negative per example) + matching true/false head, lr 1e-3",
-            (plan, progress) => plan.Ml.MulticlassClassification.Trainers.LTuningPrompt(plan.Common(new LTuningOptions
-            {
-                LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray(),
-                LabelPlacement = LabelPlacement.After,
-                LearningRate = 1e-3,
-            }, progress))),
-        new("sdca", "ML.NET SDCA", "FeaturizeText (word and character n-grams) + SdcaMaximumEntropy, 1 thread", Classical),
+                o.LabelTexts = plan.ClassNames.Select(plan.Dataset.LabelText).ToArray();
+                o.LabelPlacement = LabelPlacement.After;
+            },
+            (t, o) => t.LTuningPrompt(o)),
+        new("sdca", "ML.NET SDCA", "FeaturizeText (word and character n-grams) + SdcaMaximumEntropy, 1 thread", (plan, _) => Classical(plan)),
     ];
 
-    private static Method Tuned(string id, string name, string settings, Func<RunPlan, IProgress<TrainingProgress>, MulticlassLabelTuningTrainer> trainer)
-        => new(id, name, settings, plan =>
+    /// <summary>Gets the method with command-line id <paramref name="id"/>.</summary>
+    public static Method ById(string id) => All.Single(m => m.Id == id);
+
+    /// <summary>The learning rate and epochs a run uses: the tuned ones when there are, otherwise the untuned default and the command line's epochs.</summary>
+    public static (double LearningRate, int Epochs) Budget(Method method, RunPlan plan, TunedSetting? tuned)
+        => (tuned?.LearningRate ?? method.Tuning?.LearningRate ?? double.NaN, tuned?.Epochs ?? plan.Settings.Epochs);
+
+    private static Method Tuned<TOptions>(string id, string name, string settings, TuningMethod kind, double learningRate,
+        Action<RunPlan, TOptions> configure, Func<MulticlassClassificationCatalog.MulticlassClassificationTrainers, TOptions, MulticlassLabelTuningTrainer> trainer)
+        where TOptions : LabelTuningOptions, new()
+    {
+        Method? self = null;
+        self = new Method(id, name, settings, (plan, tuned) =>
         {
             try
             {
-                var (model, _, elapsed) = TrainingBar.Run(name, progress => trainer(plan, progress).Fit(plan.KeyedTrain));
+                var options = new TOptions();
+                configure(plan, options);
+                var (model, _, elapsed) = TrainingBar.Run(name, progress =>
+                {
+                    plan.Common(options, progress);
+                    (options.LearningRate, options.Epochs) = Budget(self!, plan, tuned);
+                    return trainer(plan.Ml.MulticlassClassification.Trainers, options).Fit(plan.KeyedTrain);
+                });
                 using (model)
                 {
                     var (metrics, rowsPerSecond) = Score(plan, model);
-                    return new MethodResult(name, metrics.MicroAccuracy, metrics.MacroF1(), elapsed.TotalSeconds, model.TrainableParameterCount, rowsPerSecond);
+                    return new MethodResult(name, metrics.MicroAccuracy, metrics.MacroF1(), elapsed.TotalSeconds, model.TrainableParameterCount, rowsPerSecond)
+                    {
+                        LearningRate = options.LearningRate,
+                        Epochs = options.Epochs,
+                    };
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 return MethodResult.Failed(name, e);
             }
-        });
+        }, new Tunable(kind, learningRate, (plan, o) => configure(plan, (TOptions)o)));
+        return self;
+    }
 
     private static MethodResult Classical(RunPlan plan)
     {

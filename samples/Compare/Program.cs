@@ -1,7 +1,9 @@
 // Every tuning method of the library, and ML.NET's classical text pipeline, on the held-out split of each committed
 // data set (IMDB, spam, Austen). Writes docs/results.md (one table per data set) and docs/results.png.
 // Run: dotnet run --project samples/Compare -c Release -- --quick     (a smoke run: subsamples, 1 epoch)
-//      dotnet run --project samples/Compare -c Release                (full mode: about 30 CPU-minutes on 2 idle cores)
+//      dotnet run --project samples/Compare -c Release -- --tune      (choose settings on validation rows, then full mode)
+//      dotnet run --project samples/Compare -c Release                (full mode with the settings docs/tuned-settings.json holds)
+//      dotnet run --project samples/Compare -c Release -- --curve     (the learning curve: accuracy against training rows)
 using System.Diagnostics;
 using System.Globalization;
 using Compare;
@@ -55,11 +57,41 @@ if (!RepoPaths.RequireFiles(files.ToArray()))
 
 TorchRuntime.EnsureInitialized();
 Directory.CreateDirectory(outPath);
+var tunedPath = Path.GetFullPath(settings.TunedPath ?? Path.Combine(outPath, "tuned-settings.json"));
+if (settings.Curve)
+{
+    return LearningCurve.Run(settings, root, modelPath, dataRoot, outPath, tunedPath, datasets);
+}
+
 var machine = MachineInfo.Describe();
 var loadBefore = MachineInfo.LoadAverage();
 AnsiConsole.Write(new Rule($"[bold]Microsoft.ML.LabelTuning: every method on every data set ({(settings.Quick ? "quick" : "full")} mode)[/]").LeftJustified());
 AnsiConsole.MarkupLine(Markup.Escape($"base model {RepoPaths.Relative(root, modelPath)}; {machine}; load average {loadBefore}"));
 AnsiConsole.WriteLine();
+
+var tuned = new List<TunedSetting>();
+if (settings.Tune)
+{
+    AnsiConsole.Write(new Rule("[bold]Tuning: learning rate and epochs per method, on validation rows held out from train.tsv[/]").LeftJustified());
+    foreach (var dataset in datasets)
+    {
+        AnsiConsole.MarkupLine(Markup.Escape($"{dataset.Name}:"));
+        var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "train.tsv")), settings.TrainSize);
+        tuned.AddRange(Tuning.Run(settings, modelPath, dataset, trainRows));
+    }
+
+    // Settings tuned here for other data sets or methods stay in the file.
+    var kept = File.Exists(tunedPath) && !settings.Quick ? TryLoad(tunedPath, modelPath) : [];
+    tuned.AddRange(kept.Where(k => !tuned.Any(t => t.Dataset == k.Dataset && t.Method == k.Method)));
+    Tuning.Save(tunedPath, modelPath, settings, tuned);
+    AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, tunedPath))}[/].");
+    AnsiConsole.WriteLine();
+}
+else if (!settings.Untuned && !settings.Quick && File.Exists(tunedPath))
+{
+    tuned = Tuning.Load(tunedPath, modelPath);
+    AnsiConsole.MarkupLine(Markup.Escape($"learning rates and epochs from {RepoPaths.Relative(root, tunedPath)} (chosen on validation rows; --untuned ignores them)"));
+}
 
 var runs = new List<DatasetRun>();
 foreach (var dataset in datasets)
@@ -72,10 +104,10 @@ foreach (var dataset in datasets)
     var results = new List<MethodResult>();
     foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
     {
-        var result = method.Run(plan);
+        var result = method.Run(plan, tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id));
         results.Add(result);
         AnsiConsole.MarkupLine(result.Error is null
-            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s")
+            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1} ± {result.StandardError(testRows.Count):P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s")
             : $"  [red]{Markup.Escape($"{result.Method} failed: {result.Error}")}[/]");
     }
 
@@ -83,7 +115,11 @@ foreach (var dataset in datasets)
     AnsiConsole.WriteLine();
 }
 
-var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs, DateTime.UtcNow);
+var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs, DateTime.UtcNow)
+{
+    Tuned = tuned,
+    Curve = LearningCurve.TryRead(Path.Combine(outPath, "learning-curve.json")),
+};
 var markdown = Path.Combine(outPath, "results.md");
 var chart = Path.Combine(outPath, "results.png");
 report.WriteChart(chart);
@@ -91,3 +127,16 @@ report.WriteMarkdown(markdown, Path.GetFileName(chart));
 report.WriteJson(Path.Combine(outPath, "results.json"));
 AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, markdown))}[/] and [blue]{Markup.Escape(RepoPaths.Relative(root, chart))}[/] in {total.Elapsed.TotalMinutes:F1} min.");
 return runs.SelectMany(r => r.Results).Any(r => r.Error is not null) ? 1 : 0;
+
+static List<TunedSetting> TryLoad(string path, string modelPath)
+{
+    try
+    {
+        return Tuning.Load(path, modelPath);
+    }
+    catch (InvalidOperationException)
+    {
+        // Settings for another base model are replaced, not merged.
+        return [];
+    }
+}

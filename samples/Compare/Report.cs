@@ -38,6 +38,12 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
 {
     private static readonly Dictionary<string, double> _chance = new() { ["imdb"] = 0.5, ["spam"] = 0.5, ["austen"] = 1.0 / 6 };
 
+    /// <summary>Gets the learning rates and epochs chosen on validation rows (empty: every method ran untuned).</summary>
+    public IReadOnlyList<TunedSetting> Tuned { get; init; } = [];
+
+    /// <summary>Gets the learning curve a <c>--curve</c> run wrote, or null.</summary>
+    public CurveReport? Curve { get; init; }
+
     public void WriteMarkdown(string path, string chartFile)
     {
         var md = new StringBuilder();
@@ -62,9 +68,15 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine("  machine. Compare times within one table, not across runs.");
         md.AppendLine($"- **Base model:** `{model}`, frozen except for each method's trained parameters.");
         md.AppendLine($"- **Sizes:** {string.Join("; ", runs.Select(r => $"{r.Dataset.Name} {r.TrainRows} training rows and {r.TestRows} test rows"))}, balanced across labels, taken in file order from the committed splits in `data/`.");
-        md.AppendLine($"- **Training:** {settings.Epochs} epoch(s), batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay.");
+        md.AppendLine(Tuned.Count == 0
+            ? $"- **Training:** {settings.Epochs} epoch(s) at each method's default learning rate (nothing tuned), batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay."
+            : $"- **Training:** batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay. " +
+              "**Learning rate and epochs per method and data set were chosen on validation rows, never on test rows** " +
+              $"(`--tune`: the last {Tuned.Max(t => t.ValidationRows)} rows, balanced, of each data set's train.tsv held out; a successive-halving `LabelTuningExperiment` per method " +
+              "over the learning rate within 4x of the default and the epochs; see the table below and `docs/tuned-settings.json`), then trained on all the training rows.");
         md.AppendLine($"- **Total time:** {elapsed.TotalMinutes:F1} min.");
-        md.AppendLine("- **Columns:** accuracy and macro-F1 (mean of the per-class F1) on the test rows; training time (wall clock, model loading included);");
+        md.AppendLine("- **Columns:** accuracy ± its standard error (binomial, sqrt(p(1-p)/n) over the test rows) and macro-F1 (mean of the per-class F1) on the test rows;");
+        md.AppendLine("  the learning rate and epochs the run used; training time (wall clock, model loading included);");
         md.AppendLine("  trained parameters (for SDCA: features × classes + biases); scoring rows/s (wall clock of `Transform` + `Evaluate` over the test rows).");
         md.AppendLine();
         md.AppendLine("| method | settings |");
@@ -81,24 +93,45 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             md.AppendLine();
             md.AppendLine($"{run.TrainRows} training rows, {run.TestRows} test rows; always guessing one class scores {_chance.GetValueOrDefault(run.Dataset.Name, double.NaN):P1}.");
             md.AppendLine();
-            md.AppendLine("| method | accuracy | macro-F1 | training time | trained parameters | scoring rows/s |");
-            md.AppendLine("|---|---:|---:|---:|---:|---:|");
+            md.AppendLine("| method | accuracy | macro-F1 | lr, epochs | training time | trained parameters | scoring rows/s |");
+            md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
             var best = run.Results.Where(r => r.Error is null).Select(r => r.Accuracy).DefaultIfEmpty(double.NaN).Max();
             foreach (var r in run.Results)
             {
                 if (r.Error is not null)
                 {
-                    md.AppendLine($"| {r.Method} | failed | | | | {r.Error.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ")} |");
+                    md.AppendLine($"| {r.Method} | failed | | | | | {r.Error.Replace("|", "\\|", StringComparison.Ordinal).ReplaceLineEndings(" ")} |");
                     continue;
                 }
 
-                var accuracy = r.Accuracy.ToString("P1", CultureInfo.InvariantCulture);
-                md.AppendLine($"| {r.Method} | {(r.Accuracy == best ? $"**{accuracy}**" : accuracy)} | {r.MacroF1:P1} | {r.TrainSeconds:F0} s | {r.TrainableParameters:N0} | {r.RowsPerSecond:F0} |");
+                var accuracy = string.Create(CultureInfo.InvariantCulture, $"{r.Accuracy:P1} ± {100 * r.StandardError(run.TestRows):F1}");
+                var budget = double.IsFinite(r.LearningRate) ? string.Create(CultureInfo.InvariantCulture, $"{r.LearningRate:G3}, {r.Epochs}") : "—";
+                md.AppendLine($"| {r.Method} | {(r.Accuracy == best ? $"**{accuracy}**" : accuracy)} | {r.MacroF1:P1} | {budget} | {r.TrainSeconds:F0} s | {r.TrainableParameters:N0} | {r.RowsPerSecond:F0} |");
             }
 
             md.AppendLine();
             md.AppendLine(Verdict(run));
             md.AppendLine();
+        }
+
+        if (Tuned.Count > 0)
+        {
+            md.AppendLine("## Settings chosen on validation rows");
+            md.AppendLine();
+            md.AppendLine("| data set | method | learning rate | epochs | validation accuracy | fit rows | validation rows | trials | tuning time |");
+            md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (var t in Tuned.OrderBy(t => Array.IndexOf(CompareSettings.AllDatasets, t.Dataset)).ThenBy(t => Array.IndexOf(CompareSettings.AllMethods, t.Method)))
+            {
+                md.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {t.Dataset} | {Methods.ById(t.Method).Name} | {t.LearningRate:G3} | {t.Epochs} | {t.ValidationAccuracy:P1} ± {100 * t.ValidationStandardError:F1} | {t.FitRows} | {t.ValidationRows} | {t.Trials} | {t.Seconds:F0} s |"));
+            }
+
+            md.AppendLine();
+        }
+
+        if (Curve is not null)
+        {
+            Curve.WriteMarkdown(md);
         }
 
         md.AppendLine("## Accuracy at a glance");
@@ -107,10 +140,9 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine();
         md.AppendLine("## Reading these numbers");
         md.AppendLine();
-        md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA pretrained for a few CPU-hours on about 16M tokens");
-        md.AppendLine("  ([model card](models/labeltuning-default.md)). Its hidden states carry little meaning yet. The methods that keep it frozen");
-        md.AppendLine("  (prompt tuning, DePT, prefix tuning and the L-Tuning rows) can use only what those states already hold; LS-LLaMA's LoRA");
-        md.AppendLine("  can change every layer, but it too needs more than a few dozen optimizer steps.");
+        md.AppendLine("- The embedded default model is a 4-layer, 256-wide LLaMA (7M parameters) pretrained on CPUs on the training text of");
+        md.AppendLine("  these data sets only ([model card](models/labeltuning-default.md)). The methods that keep it frozen (prompt tuning, DePT,");
+        md.AppendLine("  prefix tuning and the L-Tuning rows) can use only what its hidden states already hold; LS-LLaMA's LoRA changes every layer.");
         md.AppendLine("- The L-Tuning rows use the Matching head (the default; see [l-tuning.md](methods/l-tuning.md)). With the paper's true/false");
         md.AppendLine("  head alone, L-Tuning stays at chance on IMDB with this model: the frozen model relates a text to a label too weakly.");
         md.AppendLine("- L-Tuning prompt, after: the label prompt follows the text, so scoring runs each text once and reuses its key/value cache");
@@ -135,7 +167,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         var methods = runs.SelectMany(r => r.Results.Select(m => m.Method)).Distinct().ToList();
         var chart = new BarChart(methods)
         {
-            Title = $"Test accuracy per method ({(settings.Quick ? "quick mode: subsamples, 1 epoch" : $"{settings.Epochs} epochs")}, embedded default model)",
+            Title = $"Test accuracy per method ({(settings.Quick ? "quick mode: subsamples, 1 epoch" : Tuned.Count > 0 ? "settings chosen on validation rows" : $"{settings.Epochs} epochs")}, embedded default model)",
             YLabel = "accuracy",
             ValueFormat = "P0",
             YMin = 0,
@@ -165,6 +197,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             max_length = settings.MaxLength,
             seed = settings.Seed,
             minutes = elapsed.TotalMinutes,
+            tuned_on_validation_rows = Tuned.Select(t => new { dataset = t.Dataset, method = t.Method, learning_rate = t.LearningRate, epochs = t.Epochs, validation_accuracy = t.ValidationAccuracy, validation_standard_error = t.ValidationStandardError, fit_rows = t.FitRows, validation_rows = t.ValidationRows, trials = t.Trials, seconds = t.Seconds }),
             datasets = runs.Select(r => new
             {
                 name = r.Dataset.Name,
@@ -174,6 +207,9 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
                 {
                     method = m.Method,
                     accuracy = double.IsFinite(m.Accuracy) ? m.Accuracy : (double?)null,
+                    standard_error = double.IsFinite(m.StandardError(r.TestRows)) ? m.StandardError(r.TestRows) : (double?)null,
+                    learning_rate = double.IsFinite(m.LearningRate) ? m.LearningRate : (double?)null,
+                    epochs = m.Epochs,
                     macro_f1 = double.IsFinite(m.MacroF1) ? m.MacroF1 : (double?)null,
                     train_seconds = double.IsFinite(m.TrainSeconds) ? m.TrainSeconds : (double?)null,
                     trainable_parameters = m.TrainableParameters,
@@ -210,10 +246,23 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
                 Number(r, "train_seconds"),
                 r.GetProperty("trainable_parameters").GetInt64(),
                 Number(r, "scoring_rows_per_s"),
-                r.GetProperty("error").GetString())).ToList())).ToList();
+                r.GetProperty("error").GetString())
+            {
+                LearningRate = r.TryGetProperty("learning_rate", out _) ? Number(r, "learning_rate") : double.NaN,
+                Epochs = r.TryGetProperty("epochs", out var e) && e.ValueKind == JsonValueKind.Number ? e.GetInt32() : 0,
+            }).ToList())).ToList();
+        var tuned = root.TryGetProperty("tuned_on_validation_rows", out var t)
+            ? t.EnumerateArray().Select(x => new TunedSetting(x.GetProperty("dataset").GetString()!, x.GetProperty("method").GetString()!, x.GetProperty("learning_rate").GetDouble(),
+                x.GetProperty("epochs").GetInt32(), x.GetProperty("validation_accuracy").GetDouble(), x.GetProperty("validation_standard_error").GetDouble(),
+                x.GetProperty("fit_rows").GetInt32(), x.GetProperty("validation_rows").GetInt32(), x.GetProperty("trials").GetInt32(), x.GetProperty("seconds").GetDouble())).ToList()
+            : [];
         return new ResultsReport(settings, root.GetProperty("machine").GetString()!, root.GetProperty("load_average_start").GetString()!,
             root.GetProperty("load_average_end").GetString()!, root.GetProperty("model").GetString()!, TimeSpan.FromMinutes(root.GetProperty("minutes").GetDouble()), runs,
-            root.TryGetProperty("written_utc", out var written) ? written.GetDateTime() : File.GetLastWriteTimeUtc(path));
+            root.TryGetProperty("written_utc", out var written) ? written.GetDateTime() : File.GetLastWriteTimeUtc(path))
+        {
+            Tuned = tuned,
+            Curve = LearningCurve.TryRead(Path.Combine(Path.GetDirectoryName(Path.GetFullPath(path))!, "learning-curve.json")),
+        };
 
         static double Number(JsonElement e, string name) => e.GetProperty(name).ValueKind == JsonValueKind.Number ? e.GetProperty(name).GetDouble() : double.NaN;
     }
@@ -231,11 +280,16 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         var top = tuned[0];
         var chance = _chance.GetValueOrDefault(run.Dataset.Name, double.NaN);
         var nearChance = tuned.Where(r => r.Accuracy < chance + 0.05).Select(r => r.Method).ToList();
-        var text = top.Accuracy > baseline.Accuracy
-            ? $"**{top.Method} beats the classical baseline here** ({top.Accuracy:P1} against {baseline.Accuracy:P1})."
-            : top.Accuracy == baseline.Accuracy
+        var diff = top.Accuracy - baseline.Accuracy;
+        var se = Math.Sqrt((top.StandardError(run.TestRows) * top.StandardError(run.TestRows)) + (baseline.StandardError(run.TestRows) * baseline.StandardError(run.TestRows)));
+        var margin = string.Create(CultureInfo.InvariantCulture, $"{100 * diff:+0.0;-0.0} points, standard error of the difference {100 * se:F1}");
+        var text = diff > 2 * se
+            ? $"**{top.Method} beats the classical baseline here** ({top.Accuracy:P1} against {baseline.Accuracy:P1}: {margin})."
+            : diff > 0
+            ? $"**{top.Method} is ahead of the classical baseline, within noise** ({top.Accuracy:P1} against {baseline.Accuracy:P1}: {margin})."
+            : diff == 0
             ? $"**A tie:** {top.Method} and ML.NET SDCA both score {top.Accuracy:P1}; SDCA trains in {baseline.TrainSeconds:F0} s against {top.TrainSeconds:F0} s."
-            : $"**The classical baseline wins here:** ML.NET SDCA {baseline.Accuracy:P1}, the best LLaMA method ({top.Method}) {top.Accuracy:P1}, " +
+            : $"**The classical baseline wins here:** ML.NET SDCA {baseline.Accuracy:P1}, the best LLaMA method ({top.Method}) {top.Accuracy:P1} ({margin}), " +
               $"and SDCA trains in {baseline.TrainSeconds:F0} s against {top.TrainSeconds:F0} s.";
         if (nearChance.Count > 0)
         {
