@@ -25,12 +25,12 @@ namespace Microsoft.ML.LabelTuning.Benchmarks;
 /// <c>*_ms_best</c> the fastest turn; utilisation is the full model's FLOPs (what the peer computes, see
 /// docs/performance.md) at the fastest turn over that side's own matmul peak.
 /// </summary>
-internal static class PeerBench
+internal static partial class PeerBench
 {
     private static readonly string[] _methods = ["lora", "prompt", "prefix"];
     private static readonly string[] _phases = ["train", "inference"];
 
-    public static void Run(Action<object> print, int pairs, int runs, int warmup)
+    public static void Run(Action<object> print, int pairs, int runs, int warmup, IReadOnlySet<string> parts)
     {
         var python = Environment.GetEnvironmentVariable("LABELTUNING_PEER_PYTHON") ?? "python3";
         var script = Path.Combine(TrainerBench.RepoRoot(), "benchmarks", "peer", "peer_bench.py");
@@ -55,6 +55,11 @@ internal static class PeerBench
             date = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
         });
         CheckSameConfig(peerConfig["config"]!.AsObject());
+        if (!parts.Contains("methods"))
+        {
+            RunData(print, peer, ours, pairs, parts, (string?)peerConfig["peer_impl"]);
+            return;
+        }
 
         // Peaks, alternating: the best of two before the pairs and one after (other load on the host only lowers them).
         double oursPeak = 0, peerPeak = 0;
@@ -140,6 +145,8 @@ internal static class PeerBench
                 });
             }
         }
+
+        RunData(print, peer, ours, pairs, parts, (string?)peerConfig["peer_impl"]);
     }
 
     /// <summary>Our side alone (no Python): the median of <paramref name="runs"/> steps per method and phase, for quick iterations.</summary>
@@ -283,12 +290,29 @@ internal static class PeerBench
             _batch.AttentionMask.Dispose();
         }
 
+        /// <summary>One LoRA training step on <paramref name="batch"/>: what the trainer does per step.</summary>
+        public void TrainLora(TokenBatch batch, IReadOnlyList<Example> examples)
+        {
+            var (model, optimizer, trainable) = Get("lora");
+            TrainStep(model, optimizer, trainable, batch, examples);
+        }
+
+        /// <summary>One LoRA scoring step on <paramref name="batch"/>.</summary>
+        public void ScoreLora(TokenBatch batch)
+        {
+            var (model, _, _) = Get("lora");
+            model.SetTraining(false);
+            using var noGrad = no_grad();
+            using var scope = NewDisposeScope();
+            model.Logits(batch).softmax(-1);
+        }
+
         /// <summary>The trainer's step (TrainingLoop): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
-        private void TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable)
+        private void TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable, TokenBatch? batch = null, IReadOnlyList<Example>? examples = null)
         {
             model.SetTraining(true);
             using var scope = NewDisposeScope();
-            var loss = model.Loss(_batch, _examples, null);
+            var loss = model.Loss(batch ?? _batch, examples ?? _examples, null);
             loss.backward();
             loss.item<float>();
             nn.utils.clip_grad_norm_(trainable, BenchConfig.MaxGradientNorm);

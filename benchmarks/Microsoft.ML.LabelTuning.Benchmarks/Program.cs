@@ -23,10 +23,20 @@ if (args is ["peer-ours", .. var oursArgs])
 
 if (args is ["peer", .. var peerArgs])
 {
-    // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn].
+    // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn] [parts],
+    // parts a comma-separated list of methods (the three methods' steps), imdb (an epoch of real reviews with each side's
+    // data path) and scaling (sequence x batch); default all three.
     var pairs = peerArgs.Length > 0 ? int.Parse(peerArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 5;
     var runs = peerArgs.Length > 1 ? int.Parse(peerArgs[1], System.Globalization.CultureInfo.InvariantCulture) : 5;
-    PeerBench.Run(Print, pairs, runs, warmup: 3);
+    string[] allParts = ["methods", "imdb", "scaling"];
+    var parts = (peerArgs.Length > 2 ? peerArgs[2].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : allParts).ToHashSet(StringComparer.Ordinal);
+    if (parts.Except(allParts).FirstOrDefault() is { } unknown)
+    {
+        Console.Error.WriteLine($"peer: unknown part '{unknown}'; parts are {string.Join(",", allParts)}.");
+        Environment.Exit(2);
+    }
+
+    PeerBench.Run(Print, pairs, runs, warmup: 3, parts);
     return;
 }
 

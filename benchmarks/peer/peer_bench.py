@@ -25,6 +25,12 @@ and reads one JSON line back, so the two sides alternate in one invocation:
     config                          -> the config this side runs, in full
     peak                            -> this process's fp32 matmul peak (same shapes as MatmulPeak.cs)
     time METHOD PHASE RUNS WARMUP   -> median ms of RUNS steps after WARMUP steps
+    epoch FILE BATCH SEED           -> one LoRA training epoch over the token ids in FILE (JSON: ids, labels) with the
+                                       HF Trainer's default data path: RandomSampler order, batches of BATCH padded to
+                                       the longest row (DataCollatorWithPadding, right padding with pad_token_id)
+    shape BATCH SEQUENCE PHASE RUNS WARMUP
+                                    -> median ms of a LoRA step at [BATCH, SEQUENCE] (random tokens) and the peak RSS
+                                       while it ran (VmHWM, reset through /proc/self/clear_refs before the runs)
     quit
 """
 
@@ -437,6 +443,66 @@ class Bench:
                 _, logits = model(self.input_ids, self.attention_mask)
                 logits.softmax(-1)
 
+    def train_on(self, method, input_ids, attention_mask, labels):
+        model, trainable, optimizer = self.model(method)
+        model.train()
+        loss, _ = model(input_ids, attention_mask, labels=labels)
+        loss.backward()
+        loss.item()
+        torch.nn.utils.clip_grad_norm_(trainable, self.c["max_grad_norm"])
+        optimizer.step()
+        optimizer.zero_grad()
+
+    def epoch(self, path, batch, seed):
+        """One epoch the way HF Trainer feeds it: a seeded random permutation, batches padded to their longest row."""
+        with open(path) as f:
+            data = json.load(f)
+        rows, labels = data["ids"], data["labels"]
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(len(rows), generator=g).tolist()
+        real = padded = steps = 0
+        start = time.perf_counter()
+        for b in range(0, len(order), batch):
+            chunk = order[b:b + batch]
+            longest = max(len(rows[i]) for i in chunk)
+            input_ids = torch.full((len(chunk), longest), self.c["pad_token_id"], dtype=torch.long)
+            attention_mask = torch.zeros(len(chunk), longest, dtype=torch.long)
+            for r, i in enumerate(chunk):
+                input_ids[r, :len(rows[i])] = torch.tensor(rows[i])
+                attention_mask[r, :len(rows[i])] = 1
+                real += len(rows[i])
+            padded += len(chunk) * longest
+            self.train_on("lora", input_ids, attention_mask, torch.tensor([labels[i] for i in chunk]))
+            steps += 1
+        ms = (time.perf_counter() - start) * 1000
+        return dict(ms=ms, real_tokens=real, padded_tokens=padded, steps=steps)
+
+    def shape(self, batch, sequence, phase, runs, warmup):
+        g = torch.Generator().manual_seed(2)
+        input_ids = torch.randint(3, self.c["vocab"], (batch, sequence), generator=g)
+        attention_mask = torch.ones(batch, sequence, dtype=torch.long)
+        labels = torch.randint(0, self.c["labels"], (batch,), generator=g)
+        model, _, _ = self.model("lora")
+        reset_peak_rss()
+
+        def step():
+            if phase == "train":
+                self.train_on("lora", input_ids, attention_mask, labels)
+            else:
+                model.eval()
+                with torch.no_grad():
+                    _, logits = model(input_ids, attention_mask)
+                    logits.softmax(-1)
+
+        for _ in range(warmup):
+            step()
+        samples = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            step()
+            samples.append((time.perf_counter() - start) * 1000)
+        return dict(ms=statistics.median(samples), samples=samples, peak_rss_bytes=peak_rss_bytes())
+
     def time(self, method, phase, runs, warmup):
         for _ in range(warmup):
             self.step(method, phase)
@@ -446,6 +512,26 @@ class Bench:
             self.step(method, phase)
             samples.append((time.perf_counter() - start) * 1000)
         return samples
+
+
+def reset_peak_rss():
+    """Linux: writing 5 to clear_refs resets VmHWM (the peak resident set) to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def matmul_peak():
@@ -508,6 +594,10 @@ def main():
             method, phase, runs, warmup = words[1], words[2], int(words[3]), int(words[4])
             samples = bench.time(method, phase, runs, warmup)
             emit(dict(ms=statistics.median(samples), samples=samples))
+        elif words[0] == "epoch":
+            emit(bench.epoch(words[1], int(words[2]), int(words[3])))
+        elif words[0] == "shape":
+            emit(bench.shape(int(words[1]), int(words[2]), words[3], int(words[4]), int(words[5])))
         else:
             emit(dict(error=f"unknown command {words[0]}"))
 
