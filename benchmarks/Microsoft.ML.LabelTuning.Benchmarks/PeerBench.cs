@@ -283,7 +283,7 @@ internal static class PeerBench
             _batch.AttentionMask.Dispose();
         }
 
-        /// <summary>The trainer's step (TrainingLoop): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
+        /// <summary>The trainer's step (TrainingEngine with ClassifierTrainingTask): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
         private void TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable)
         {
             model.SetTraining(true);
