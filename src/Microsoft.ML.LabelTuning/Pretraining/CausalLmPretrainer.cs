@@ -2,12 +2,10 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.ML.LabelTuning.Checkpoints;
-using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Runtime;
 using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
-using TorchSharp.Modules;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,9 +13,10 @@ namespace Microsoft.ML.LabelTuning.Pretraining;
 
 /// <summary>
 /// Pretrains a LLaMA causal language model from random initialisation: packed windows of text, next-token
-/// cross-entropy, AdamW on every parameter, linear warmup then cosine decay to a floor, periodic validation
-/// perplexity, a metrics file, and atomic checkpoints that resume exactly (weights, optimizer moments and step,
-/// data position, random state). The best model by validation perplexity is kept in <c>best/</c>.
+/// cross-entropy, AdamW on every parameter, linear warmup then warmup-stable-decay (or cosine) to a floor, periodic
+/// validation perplexity, a metrics file, and atomic checkpoints that resume exactly (weights, optimizer moments and
+/// step, data position, random state). It runs on the library's one training engine (the same loop, optimizer,
+/// schedule and checkpoint format as fine-tuning). The best model by validation perplexity is kept in <c>best/</c>.
 /// </summary>
 /// <example>
 /// <code>

@@ -58,4 +58,18 @@ public sealed class TrainingCheckpointFormatTests
         StringAssert.Contains(error.Message, stateInMetadata ? "no format version" : "early version");
         StringAssert.Contains(error.Message, "version that wrote it");
     }
+
+    /// <summary>The one schedule's fine-tuning and constant shapes (the pretraining shapes are tested with the pretrainer).</summary>
+    [TestMethod]
+    public void TheScheduleWarmsUpThenDecaysLinearlyToZeroOrHoldsThePeak()
+    {
+        var linear = LearningRateSchedule.Linear(peak: 1.0, totalSteps: 10, warmupRatio: 0.2);
+        Assert.AreEqual(2, linear.WarmupSteps, "ceil(10 × 0.2)");
+        CollectionAssert.AreEqual(new[] { 0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125 }, Enumerable.Range(0, 10).Select(s => linear.At(s)).ToArray());
+        Assert.AreEqual(0.0, linear.At(10));
+        var constant = new LearningRateSchedule(ScheduleShape.Constant, 0.3, 100, 3);
+        Assert.AreEqual(0.1, constant.At(0), 1e-15);
+        Assert.AreEqual(0.3, constant.At(50));
+        Assert.AreEqual(0.3, constant.At(99));
+    }
 }
