@@ -307,7 +307,7 @@ internal static partial class PeerBench
             model.Logits(batch).softmax(-1);
         }
 
-        /// <summary>The trainer's step (TrainingLoop): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
+        /// <summary>The trainer's step (TrainingEngine with ClassifierTrainingTask): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
         private void TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable, TokenBatch? batch = null, IReadOnlyList<Example>? examples = null)
         {
             model.SetTraining(true);

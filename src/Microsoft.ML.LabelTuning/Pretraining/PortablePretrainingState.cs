@@ -5,6 +5,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.IO;
+using Microsoft.ML.LabelTuning.Training;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -176,7 +177,7 @@ internal static class PortablePretrainingState
 
         using var scope = NewDisposeScope();
         var (tensors, _) = SafeTensors.ReadFile(path);
-        PretrainingCheckpoint.CopyParameters(tensors, string.Empty, parameters, path);
+        TrainingEngine.CopyParameters(tensors, string.Empty, parameters, path);
     }
 
     /// <summary>

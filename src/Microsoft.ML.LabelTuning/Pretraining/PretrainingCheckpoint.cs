@@ -1,23 +1,23 @@
 using System.Globalization;
-using System.Text.Json.Serialization;
 using System.Text.Json;
-using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
+using System.Text.Json.Serialization;
 using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.IO;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Training;
-using TorchSharp.Modules;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Microsoft.ML.LabelTuning.Pretraining;
 
-/// <summary>The JSON half of a pretraining checkpoint; it names the tensor file it belongs to.</summary>
-internal sealed record PretrainingState
+/// <summary>
+/// The JSON half of a format-1 pretraining checkpoint (<c>checkpoint.json</c> naming <c>ckpt-{step}.safetensors</c>),
+/// read once to migrate it to the training engine's format (<see cref="PretrainingCheckpoint.MigrateFormat1"/>).
+/// </summary>
+internal sealed record Format1PretrainingState
 {
     /// <summary>Gets the layout version of the checkpoint folder.</summary>
     [JsonPropertyName("format_version")]
-    public int FormatVersion { get; init; } = PretrainingCheckpoint.FormatVersion;
+    public int FormatVersion { get; init; }
 
     /// <summary>Gets the optimizer steps taken.</summary>
     [JsonPropertyName("step")]
@@ -80,145 +80,102 @@ internal sealed record PretrainingState
 }
 
 /// <summary>
-/// Pretraining checkpoints: <c>checkpoint.json</c> names a versioned <c>ckpt-{step}.safetensors</c> holding every
-/// parameter (<c>param.*</c>, float32) and AdamW's moments (<c>optim.*</c>). The tensor file is written first, then
-/// the JSON (both atomically), then older tensor files are deleted, so a crash at any moment leaves a consistent pair.
-/// The best model so far lives in <c>best/</c> as a Hugging Face folder with <c>best.json</c>.
+/// What a pretraining run folder holds besides the engine's checkpoint (<see cref="TrainingCheckpoint"/>): the best
+/// model so far in <c>best/</c> as a Hugging Face folder with <c>best.json</c>, and the metrics file; and the one-time
+/// migration of a format-1 checkpoint (<c>checkpoint.json</c> + <c>ckpt-{step}.safetensors</c>, written before
+/// pretraining ran on the training engine) to the engine's format.
 /// </summary>
 internal static class PretrainingCheckpoint
 {
-    public const int FormatVersion = 1;
-    public const string StateFileName = "checkpoint.json";
     public const string BestFolderName = "best";
     public const string BestInfoFileName = "best.json";
     public const string MetricsFileName = "metrics.jsonl";
 
+    private const string Format1TensorPattern = "ckpt-*.safetensors";
     private static readonly JsonSerializerOptions _json = new() { WriteIndented = true };
 
-    public static void Write(string folder, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW optimizer, PretrainingState state)
+    /// <summary>
+    /// Converts a format-1 checkpoint in <paramref name="folder"/> to the engine's format once, with the same tensors
+    /// (weights and AdamW moments keep their keys) and the same position, and says so through <paramref name="log"/>;
+    /// the format-1 tensor file is deleted after the new checkpoint is committed. Does nothing when the folder holds no
+    /// format-1 checkpoint. A <c>checkpoint.json</c> that is neither is refused, never ignored.
+    /// </summary>
+    public static void MigrateFormat1(string folder, Action<string> log)
     {
-        Directory.CreateDirectory(folder);
-        var tensorsFile = $"ckpt-{state.Step.ToString("D9", CultureInfo.InvariantCulture)}.safetensors";
-        using (var scope = NewDisposeScope())
+        var committed = Path.Combine(folder, TrainingCheckpoint.TensorsFileName);
+        var legacyFiles = Directory.Exists(folder) ? Directory.GetFiles(folder, Format1TensorPattern) : [];
+        if (File.Exists(committed))
         {
-            var tensors = new Dictionary<string, Tensor>();
-            foreach (var (name, parameter) in parameters)
-            {
-                tensors[$"param.{name}"] = parameter.detach().cpu();
-            }
-
-            foreach (var (name, value) in optimizer.StateDict())
-            {
-                tensors[$"optim.{name}"] = value.cpu();
-            }
-
-            var metadata = new Dictionary<string, string>
-            {
-                ["format"] = "pt",
-                ["step"] = state.Step.ToString(CultureInfo.InvariantCulture),
-                ["fingerprint"] = state.Fingerprint,
-            };
-            SafeTensorsWriter.Write(Path.Combine(folder, tensorsFile), tensors, metadata);
-        }
-
-        var saved = state with { TensorsFile = tensorsFile, SavedAt = DateTime.UtcNow.ToString("O", CultureInfo.InvariantCulture) };
-        AtomicFile.WriteText(Path.Combine(folder, StateFileName), JsonSerializer.Serialize(saved, _json));
-        foreach (var old in Directory.EnumerateFiles(folder, "ckpt-*.safetensors"))
-        {
-            if (!string.Equals(Path.GetFileName(old), tensorsFile, StringComparison.Ordinal))
+            // A migration killed after its commit: the format-1 tensors are superseded.
+            foreach (var old in legacyFiles)
             {
                 File.Delete(old);
             }
-        }
-    }
 
-    /// <summary>Reads <c>checkpoint.json</c>, or returns null when the folder holds no checkpoint.</summary>
-    public static PretrainingState? ReadState(string folder)
-    {
-        var path = Path.Combine(folder, StateFileName);
-        if (!File.Exists(path))
+            return;
+        }
+
+        var statePath = Path.Combine(folder, TrainingCheckpoint.StateFileName);
+        if (!File.Exists(statePath))
         {
-            return null;
+            return;
         }
 
-        PretrainingState? state;
+        Format1PretrainingState? state;
         try
         {
-            state = JsonSerializer.Deserialize<PretrainingState>(File.ReadAllText(path));
+            state = JsonSerializer.Deserialize<Format1PretrainingState>(File.ReadAllText(statePath));
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"Pretraining checkpoint state '{path}' is not valid JSON: {e.Message}", e);
+            throw new InvalidDataException($"Pretraining checkpoint state '{statePath}' is not valid JSON: {e.Message}", e);
         }
 
-        if (state is null || state.FormatVersion != FormatVersion)
+        if (state is null || state.FormatVersion != 1 || string.IsNullOrEmpty(state.TensorsFile))
         {
             throw new InvalidDataException(
-                $"Pretraining checkpoint state '{path}' has format version {state?.FormatVersion.ToString(CultureInfo.InvariantCulture) ?? "null"} but this library reads version {FormatVersion}.");
+                $"'{statePath}' is not a format-1 pretraining checkpoint and '{TrainingCheckpoint.TensorsFileName}' is missing beside it; " +
+                "the checkpoint is incomplete. Restore the tensor file, or move the folder away to start a new run; the run is not restarted silently.");
         }
 
-        return state;
-    }
-
-    /// <summary>Loads the weights and optimizer moments a state names; every parameter must be present with its shape.</summary>
-    public static void Load(string folder, PretrainingState state, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW optimizer)
-    {
-        var path = Path.Combine(folder, state.TensorsFile);
-        if (!File.Exists(path))
+        var tensorsPath = Path.Combine(folder, state.TensorsFile);
+        if (!File.Exists(tensorsPath))
         {
-            throw new InvalidDataException($"Pretraining checkpoint '{Path.Combine(folder, StateFileName)}' names '{state.TensorsFile}' but that file does not exist.");
+            throw new InvalidDataException($"Pretraining checkpoint '{statePath}' names '{state.TensorsFile}' but that file does not exist.");
         }
 
-        using var scope = NewDisposeScope();
-        var (tensors, metadata) = SafeTensors.ReadFile(path);
-        var step = state.Step.ToString(CultureInfo.InvariantCulture);
-        if (!metadata.TryGetValue("step", out var savedStep) || savedStep != step)
+        using (var scope = NewDisposeScope())
         {
-            throw new InvalidDataException($"Checkpoint tensors '{path}' are for step {savedStep ?? "?"} but '{StateFileName}' says step {step}; the checkpoint is inconsistent.");
-        }
-
-        CopyParameters(tensors, "param.", parameters, path);
-
-        var moments = tensors.Where(kv => kv.Key.StartsWith("optim.", StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key["optim.".Length..], kv => kv.Value);
-        if (state.OptimizerSteps > 0)
-        {
-            foreach (var (name, _) in parameters)
+            var (tensors, metadata) = SafeTensors.ReadFile(tensorsPath);
+            var step = state.Step.ToString(CultureInfo.InvariantCulture);
+            if (!metadata.TryGetValue("step", out var savedStep) || savedStep != step)
             {
-                if (!moments.ContainsKey($"{name}.exp_avg") || !moments.ContainsKey($"{name}.exp_avg_sq"))
-                {
-                    throw new InvalidDataException($"Checkpoint tensors '{path}' lack the AdamW moments of '{name}'.");
-                }
-            }
-        }
-
-        optimizer.LoadStateDict(moments, state.OptimizerSteps);
-    }
-
-    /// <summary>
-    /// Copies <c>{keyPrefix}{name}</c> from <paramref name="tensors"/> into each parameter (casting to its dtype), after
-    /// checking that every one is present with the parameter's shape.
-    /// </summary>
-    public static void CopyParameters(
-        IReadOnlyDictionary<string, Tensor> tensors, string keyPrefix, IReadOnlyList<(string Name, Parameter Parameter)> parameters, string path)
-    {
-        using var noGrad = no_grad();
-        foreach (var (name, parameter) in parameters)
-        {
-            var key = keyPrefix + name;
-            if (!tensors.TryGetValue(key, out var value))
-            {
-                throw new InvalidDataException($"Checkpoint tensors '{path}' have no tensor '{key}'.");
+                throw new InvalidDataException($"Checkpoint tensors '{tensorsPath}' are for step {savedStep ?? "?"} but '{statePath}' says step {step}; the checkpoint is inconsistent.");
             }
 
-            if (!value.shape.SequenceEqual(parameter.shape))
+            TrainingCheckpoint.Write(folder, tensors, new TrainingCheckpointState
             {
-                throw new InvalidDataException(
-                    $"Tensor '{key}' has shape [{string.Join(", ", value.shape)}] in '{path}' but the model holds [{string.Join(", ", parameter.shape)}].");
-            }
-
-            parameter.copy_(value);
+                TaskKind = "causal-lm",
+                Step = state.Step,
+                OptimizerSteps = state.OptimizerSteps,
+                Fingerprint = state.Fingerprint,
+                TrainSeconds = state.TrainSeconds,
+                BestValue = state.BestValidationPerplexity,
+                BestStep = state.BestStep,
+                MomentsResetAtStep = state.MomentsResetAtStep,
+                ResumeWarmupSteps = state.ResumeWarmupSteps,
+                Task = new PretrainingPosition(state.Tokens, state.Epoch, state.WindowInEpoch).ToJson(inputs: null),
+            });
         }
+
+        foreach (var old in legacyFiles)
+        {
+            File.Delete(old);
+        }
+
+        log($"Migrated the pretraining checkpoint in '{folder}' from format 1 ('{state.TensorsFile}' named by {TrainingCheckpoint.StateFileName}) " +
+            $"to format {TrainingCheckpoint.FormatVersion} ('{TrainingCheckpoint.TensorsFileName}') at step {state.Step}, with its weights and AdamW moments; " +
+            "the run continues from it.");
     }
 
     /// <summary>Writes the model to <c>best/</c> (float32 Hugging Face folder) and then <c>best.json</c>.</summary>

@@ -268,7 +268,7 @@ internal static class ClassifierFactory
             plan = plan with { MicroBatchSize = CheckMemory(options, model, classifier, train, device, channel) };
         }
 
-        var summary = TrainingLoop.Run(classifier, train, validation, plan, channel);
+        var summary = ClassifierTrainingTask.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
         var description = new ClassifierDescription(
             method, settings, classes.Names.ToArray(), options.TextColumnName, tokenLevel ? null : options.SecondTextColumnName, options.MaxSequenceLength,

@@ -2,6 +2,7 @@ using Microsoft.ML.LabelTuning.Checkpoints;
 using Microsoft.ML.LabelTuning.Llama;
 using Microsoft.ML.LabelTuning.Pretraining;
 using Microsoft.ML.LabelTuning.Tokenizers;
+using Microsoft.ML.LabelTuning.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -97,38 +98,43 @@ public sealed class CausalLmPretrainerTests
     [TestMethod]
     public void TheScheduleWarmsUpLinearlyThenDecaysByCosineToTheFloor()
     {
-        Assert.AreEqual(0.25, CausalLmPretrainer.Schedule(0, 100, 1.0, 4, 0.1), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.Schedule(3, 100, 1.0, 4, 0.1), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.Schedule(4, 100, 1.0, 4, 0.1), 1e-12);
-        Assert.AreEqual(0.55, CausalLmPretrainer.Schedule(52, 100, 1.0, 4, 0.1), 1e-12);
-        Assert.AreEqual(0.1, CausalLmPretrainer.Schedule(100, 100, 1.0, 4, 0.1), 1e-12);
-        Assert.AreEqual(0.1, CausalLmPretrainer.Schedule(500, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(0.25, Cosine(0, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(1.0, Cosine(3, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(1.0, Cosine(4, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(0.55, Cosine(52, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(0.1, Cosine(100, 100, 1.0, 4, 0.1), 1e-12);
+        Assert.AreEqual(0.1, Cosine(500, 100, 1.0, 4, 0.1), 1e-12);
     }
 
     [TestMethod]
     public void WarmupStableDecayHoldsThePeakThenFallsLinearlyToTheFloorOverTheLastSteps()
     {
-        Assert.AreEqual(0.25, CausalLmPretrainer.WarmupStableDecay(0, 100, 1.0, 4, 0.1, 0.2), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(3, 100, 1.0, 4, 0.1, 0.2), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(50, 100, 1.0, 4, 0.1, 0.2), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.WarmupStableDecay(79, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The decay is the last 20 of 100 steps.");
-        Assert.AreEqual(1.0 - (0.9 / 20), CausalLmPretrainer.WarmupStableDecay(80, 100, 1.0, 4, 0.1, 0.2), 1e-12);
-        Assert.AreEqual(0.55, CausalLmPretrainer.WarmupStableDecay(89, 100, 1.0, 4, 0.1, 0.2), 1e-12);
-        Assert.AreEqual(0.1, CausalLmPretrainer.WarmupStableDecay(99, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The last step trains at the floor.");
-        Assert.AreEqual(0.1, CausalLmPretrainer.WarmupStableDecay(500, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(0.25, Wsd(0, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, Wsd(3, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, Wsd(50, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(1.0, Wsd(79, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The decay is the last 20 of 100 steps.");
+        Assert.AreEqual(1.0 - (0.9 / 20), Wsd(80, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(0.55, Wsd(89, 100, 1.0, 4, 0.1, 0.2), 1e-12);
+        Assert.AreEqual(0.1, Wsd(99, 100, 1.0, 4, 0.1, 0.2), 1e-12, "The last step trains at the floor.");
+        Assert.AreEqual(0.1, Wsd(500, 100, 1.0, 4, 0.1, 0.2), 1e-12);
 
         // Raising the budget before the decay starts leaves every step already taken unchanged.
         for (var step = 0; step < 80; step++)
         {
-            Assert.AreEqual(CausalLmPretrainer.WarmupStableDecay(step, 100, 1.0, 4, 0.1, 0.2), CausalLmPretrainer.WarmupStableDecay(step, 200, 1.0, 4, 0.1, 0.2), 1e-12);
+            Assert.AreEqual(Wsd(step, 100, 1.0, 4, 0.1, 0.2), Wsd(step, 200, 1.0, 4, 0.1, 0.2), 1e-12);
         }
 
-        var reset = new PretrainingState { MomentsResetAtStep = 10, ResumeWarmupSteps = 4 };
-        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(9, reset), 1e-12);
-        Assert.AreEqual(0.25, CausalLmPretrainer.RewarmFactor(10, reset), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(13, reset), 1e-12);
-        Assert.AreEqual(1.0, CausalLmPretrainer.RewarmFactor(10, new PretrainingState()), 1e-12);
+        Assert.AreEqual(1.0, LearningRateSchedule.RewarmFactor(9, 10, 4), 1e-12);
+        Assert.AreEqual(0.25, LearningRateSchedule.RewarmFactor(10, 10, 4), 1e-12);
+        Assert.AreEqual(1.0, LearningRateSchedule.RewarmFactor(13, 10, 4), 1e-12);
+        Assert.AreEqual(1.0, LearningRateSchedule.RewarmFactor(10, null, 0), 1e-12);
     }
+
+    private static double Cosine(long step, long totalSteps, double peak, int warmupSteps, double floorRatio)
+        => new LearningRateSchedule(ScheduleShape.Cosine, peak, totalSteps, warmupSteps, floorRatio).At(step);
+
+    private static double Wsd(long step, long totalSteps, double peak, int warmupSteps, double floorRatio, double decayFraction)
+        => new LearningRateSchedule(ScheduleShape.WarmupStableDecay, peak, totalSteps, warmupSteps, floorRatio, decayFraction).At(step);
 
     [TestMethod]
     public void APortableStateContinuesTheRunInAFreshRunFolder()
@@ -140,14 +146,15 @@ public sealed class CausalLmPretrainerTests
 
         // The portable state holds the run's float32 weights at its last checkpoint, its position and its curve.
         var info = PortablePretrainingState.Read(state)!;
-        var full = PretrainingCheckpoint.ReadState(Path.Combine(_folder, "machine1"))!;
+        var full = TrainingCheckpoint.ReadState(Path.Combine(_folder, "machine1"))!;
+        var position = PretrainingPosition.Of(full);
         Assert.AreEqual(6, info.Step);
-        Assert.AreEqual((full.Epoch, full.WindowInEpoch, full.Tokens), (info.Epoch, info.WindowInEpoch, info.Tokens));
+        Assert.AreEqual((position.Epoch, position.WindowInEpoch, position.Tokens), (info.Epoch, info.WindowInEpoch, info.Tokens));
         Assert.AreEqual(full.Fingerprint, info.Fingerprint);
         using (var scope = NewDisposeScope())
         {
             var (weights, _) = SafeTensors.ReadFile(Path.Combine(state, info.WeightsFile));
-            var (checkpoint, _) = SafeTensors.ReadFile(Path.Combine(_folder, "machine1", full.TensorsFile));
+            var (checkpoint, _) = SafeTensors.ReadFile(Path.Combine(_folder, "machine1", TrainingCheckpoint.TensorsFileName));
             Assert.IsFalse(weights.Keys.Any(k => k.StartsWith("optim.", StringComparison.Ordinal)), "The moments are not kept.");
             foreach (var (name, tensor) in weights)
             {
@@ -165,7 +172,7 @@ public sealed class CausalLmPretrainerTests
         Assert.IsTrue(summary.Resumed);
         Assert.AreEqual(10, summary.Steps);
         Assert.AreEqual(7, reports[0].Step);
-        var resumed = PretrainingCheckpoint.ReadState(Path.Combine(_folder, "machine2"))!;
+        var resumed = TrainingCheckpoint.ReadState(Path.Combine(_folder, "machine2"))!;
         Assert.AreEqual(6L, resumed.MomentsResetAtStep);
         Assert.AreEqual(4, resumed.OptimizerSteps, "AdamW's bias correction restarts with the reset moments.");
         var peakAt6 = new CausalLmPretrainer(second).LearningRateAt(6, 10);
@@ -176,6 +183,164 @@ public sealed class CausalLmPretrainerTests
         Assert.AreEqual(10, updated.Step);
         Assert.AreEqual(2, updated.History.Count, "The continuation is recorded.");
         Assert.AreEqual(1, Directory.GetFiles(state, "weights-*.safetensors").Length, "Older weights files are deleted.");
+    }
+
+    /// <summary>
+    /// A portable state in format 1, the layout committed in models/labeltuning-default/pretraining (written here by
+    /// hand, field by field), is continued by the training engine: the weights are loaded, and step, tokens and data
+    /// position carry on from it.
+    /// </summary>
+    [TestMethod]
+    public void AFormat1PortableStateWrittenInTheOldLayoutContinuesTheRun()
+    {
+        new CausalLmPretrainer(Options("machine1", steps: 6)).Run();
+        var full = TrainingCheckpoint.ReadState(Path.Combine(_folder, "machine1"))!;
+        var position = PretrainingPosition.Of(full);
+        var state = Path.Combine(_folder, "state");
+        Directory.CreateDirectory(state);
+        var weightsFile = "weights-000000006.safetensors";
+        using (var scope = NewDisposeScope())
+        {
+            var (tensors, _) = SafeTensors.ReadFile(Path.Combine(_folder, "machine1", TrainingCheckpoint.TensorsFileName));
+            var weights = tensors.Where(kv => kv.Key.StartsWith("param.", StringComparison.Ordinal)).ToDictionary(kv => kv.Key["param.".Length..], kv => kv.Value);
+            SafeTensors.WriteFile(Path.Combine(state, weightsFile), weights,
+                new Dictionary<string, string> { ["format"] = "pt", ["step"] = "6", ["fingerprint"] = full.Fingerprint });
+        }
+
+        var tokenizer = LlamaTextTokenizer.FromModelFolder(_folder);
+        var corpus = PackedCorpus.Build([Path.Combine(_folder, "corpus.txt")], tokenizer, 16, 1, null);
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["format_version"] = 1,
+            ["step"] = 6,
+            ["tokens"] = position.Tokens,
+            ["epoch"] = position.Epoch,
+            ["window_in_epoch"] = position.WindowInEpoch,
+            ["train_seconds"] = 12.5,
+            ["fingerprint"] = full.Fingerprint,
+            ["corpus_hash"] = corpus.ContentHash,
+            ["valid_hash"] = corpus.ContentHash,
+            ["tokenizer_sha256"] = PortablePretrainingState.Sha256Of(Path.Combine(_folder, "tokenizer.model")),
+            ["recipe"] = "the recipe in words",
+            ["weights_file"] = weightsFile,
+            ["weights_sha256"] = PortablePretrainingState.Sha256Of(Path.Combine(state, weightsFile)),
+            ["optimizer"] = "AdamW moments not kept: reset to zero (bias correction restarts) with a linear re-warmup",
+            ["history"] = new System.Text.Json.Nodes.JsonArray("2026-12-06: written by hand in format 1"),
+            ["saved_at"] = "2026-12-06T12:59:22.7468818Z",
+        };
+        File.WriteAllText(Path.Combine(state, "pretraining-state.json"), json.ToJsonString());
+
+        // No step to take: the run folder's first checkpoint holds exactly the state's weights.
+        var loaded = Options("machine2", steps: 6);
+        loaded.PortableStateFolder = state;
+        var summary = new CausalLmPretrainer(loaded).Run();
+        Assert.IsTrue(summary.Resumed);
+        Assert.AreEqual(6, summary.Steps);
+        using (var scope = NewDisposeScope())
+        {
+            var (weights, _) = SafeTensors.ReadFile(Path.Combine(state, weightsFile));
+            var (checkpoint, _) = SafeTensors.ReadFile(Path.Combine(_folder, "machine2", TrainingCheckpoint.TensorsFileName));
+            foreach (var (name, tensor) in weights)
+            {
+                Assert.IsTrue(tensor.bytes.SequenceEqual(checkpoint[$"param.{name}"].bytes), $"Weight '{name}' was not loaded from the format-1 state.");
+            }
+        }
+
+        var continued = Options("machine2", steps: 8);
+        continued.PortableStateFolder = state;
+        var reports = new List<PretrainingProgress>();
+        continued.Progress = new SyncProgress(reports.Add);
+        summary = new CausalLmPretrainer(continued).Run();
+        Assert.AreEqual(7, reports[0].Step, "The run continues after the state's step, never from step 1.");
+        Assert.AreEqual(7L * 4 * 16, reports[0].Tokens);
+        Assert.AreEqual(8, summary.Steps);
+        var resumed = TrainingCheckpoint.ReadState(Path.Combine(_folder, "machine2"))!;
+        Assert.AreEqual(6L, resumed.MomentsResetAtStep, "The moments were reset at the state's step and the rate re-warms from there.");
+        Assert.AreEqual(2, resumed.OptimizerSteps);
+        var (epoch, window) = new WindowOrder(corpus.WindowCount, 11).Locate(8 * 4);
+        Assert.AreEqual(new PretrainingPosition(8L * 4 * 16, epoch, window), PretrainingPosition.Of(resumed));
+        Assert.IsTrue(resumed.TrainSeconds >= 12.5, "The train time carries over.");
+        var updated = PortablePretrainingState.Read(state)!;
+        Assert.AreEqual((8L, 1), (updated.Step, updated.FormatVersion));
+        Assert.AreEqual("2026-12-06: written by hand in format 1", updated.History[0]);
+    }
+
+    /// <summary>
+    /// A full checkpoint in format 1 (checkpoint.json naming ckpt-{step}.safetensors with the AdamW moments, what a run
+    /// started before the training engine writes) is migrated once, with a message, and resumes to the same bits as an
+    /// uninterrupted run.
+    /// </summary>
+    [TestMethod]
+    public void AFormat1FullCheckpointIsMigratedOnceAndResumesToTheUninterruptedBits()
+    {
+        new CausalLmPretrainer(Options("straight", steps: 12)).Run();
+        using (var cancel = new CancellationTokenSource())
+        {
+            var first = Options("old", steps: 12);
+            first.CancellationToken = cancel.Token;
+            first.Progress = new SyncProgress(p =>
+            {
+                if (p.Step == 6)
+                {
+                    cancel.Cancel();
+                }
+            });
+            Assert.ThrowsExactly<OperationCanceledException>(() => new CausalLmPretrainer(first).Run());
+        }
+
+        // Rewrite the step-6 checkpoint in format 1, as PretrainingCheckpoint wrote it before the engine.
+        var folder = Path.Combine(_folder, "old");
+        var saved = TrainingCheckpoint.ReadState(folder)!;
+        var position = PretrainingPosition.Of(saved);
+        using (var scope = NewDisposeScope())
+        {
+            var (tensors, _) = SafeTensors.ReadFile(Path.Combine(folder, TrainingCheckpoint.TensorsFileName));
+            SafeTensors.WriteFile(Path.Combine(folder, "ckpt-000000006.safetensors"), tensors,
+                new Dictionary<string, string> { ["format"] = "pt", ["step"] = "6", ["fingerprint"] = saved.Fingerprint });
+        }
+
+        File.Delete(Path.Combine(folder, TrainingCheckpoint.TensorsFileName));
+        var json = new System.Text.Json.Nodes.JsonObject
+        {
+            ["format_version"] = 1,
+            ["step"] = 6,
+            ["optimizer_steps"] = 6,
+            ["tokens"] = position.Tokens,
+            ["epoch"] = position.Epoch,
+            ["window_in_epoch"] = position.WindowInEpoch,
+            ["train_seconds"] = saved.TrainSeconds,
+            ["best_val_ppl"] = saved.BestValue,
+            ["best_step"] = saved.BestStep,
+            ["fingerprint"] = saved.Fingerprint,
+            ["tensors_file"] = "ckpt-000000006.safetensors",
+            ["moments_reset_at_step"] = null,
+            ["resume_warmup_steps"] = 0,
+            ["rng"] = "manual_seed(seed, step) before every step",
+            ["saved_at"] = "2026-12-06T13:00:00.0000000Z",
+        };
+        File.WriteAllText(Path.Combine(folder, "checkpoint.json"), json.ToJsonString());
+
+        var messages = new StringWriter();
+        var error = Console.Error;
+        Console.SetError(messages);
+        PretrainingSummary summary;
+        try
+        {
+            summary = new CausalLmPretrainer(Options("old", steps: 12)).Run();
+        }
+        finally
+        {
+            Console.SetError(error);
+        }
+
+        Assert.IsTrue(summary.Resumed);
+        StringAssert.Contains(messages.ToString(), "Migrated the pretraining checkpoint");
+        StringAssert.Contains(messages.ToString(), "at step 6");
+        Assert.AreEqual(0, Directory.GetFiles(folder, "ckpt-*.safetensors").Length, "The format-1 tensor file is deleted once migrated.");
+        Assert.AreEqual(TrainingCheckpoint.FormatVersion, TrainingCheckpoint.ReadState(folder)!.FormatVersion);
+        AssertSameCheckpoint("straight", "old");
+        CollectionAssert.AreEqual(Enumerable.Range(1, 12).Select(i => (long)i).ToArray(),
+            PretrainingMetrics.Read(Path.Combine(folder, PretrainingCheckpoint.MetricsFileName)).Select(m => m.Step).ToArray());
     }
 
     [TestMethod]
@@ -209,7 +374,7 @@ public sealed class CausalLmPretrainerTests
         otherCorpus.PortableStateFolder = state;
         var corpus = Assert.ThrowsExactly<InvalidDataException>(() => new CausalLmPretrainer(otherCorpus).Run());
         StringAssert.Contains(corpus.Message, "corpus rebuilt here");
-        Assert.IsFalse(File.Exists(Path.Combine(_folder, "machine4", PretrainingCheckpoint.StateFileName)), "Nothing was trained.");
+        Assert.IsFalse(File.Exists(Path.Combine(_folder, "machine4", TrainingCheckpoint.TensorsFileName)), "Nothing was trained.");
     }
 
     [TestMethod]
@@ -232,7 +397,7 @@ public sealed class CausalLmPretrainerTests
         var summary = new CausalLmPretrainer(seeded).Run();
         Assert.IsTrue(summary.Resumed);
         Assert.AreEqual(8, summary.Steps);
-        Assert.AreEqual(4L, PretrainingCheckpoint.ReadState(Path.Combine(_folder, "seed"))!.MomentsResetAtStep);
+        Assert.AreEqual(4L, TrainingCheckpoint.ReadState(Path.Combine(_folder, "seed"))!.MomentsResetAtStep);
     }
 
     [TestMethod]
@@ -315,7 +480,7 @@ public sealed class CausalLmPretrainerTests
             }
         });
         Assert.ThrowsExactly<OperationCanceledException>(() => new CausalLmPretrainer(first).Run());
-        Assert.AreEqual(5, PretrainingCheckpoint.ReadState(Path.Combine(_folder, "stopped"))!.Step);
+        Assert.AreEqual(5, TrainingCheckpoint.ReadState(Path.Combine(_folder, "stopped"))!.Step);
 
         var summary = new CausalLmPretrainer(Options("stopped", steps: 12)).Run();
 
@@ -341,10 +506,10 @@ public sealed class CausalLmPretrainerTests
             }
         });
         Assert.ThrowsExactly<InvalidTimeZoneException>(() => new CausalLmPretrainer(crashing).Run());
-        var state = PretrainingCheckpoint.ReadState(Path.Combine(_folder, "crashed"))!;
+        var state = TrainingCheckpoint.ReadState(Path.Combine(_folder, "crashed"))!;
         Assert.AreEqual(6, state.Step, "The last committed checkpoint is step 6; steps 7 and 8 are lost.");
-        Assert.AreEqual((int)(6 * 4 / WindowsIn("crashed")), state.Epoch);
-        Assert.AreEqual(1, Directory.GetFiles(Path.Combine(_folder, "crashed"), "ckpt-*.safetensors").Length, "Older tensor files are deleted.");
+        Assert.AreEqual((int)(6 * 4 / WindowsIn("crashed")), PretrainingPosition.Of(state).Epoch);
+        Assert.AreEqual(0, Directory.GetFiles(Path.Combine(_folder, "crashed"), "*.tmp").Length, "No temporary file is left behind.");
 
         new CausalLmPretrainer(Options("crashed", steps: 12)).Run();
 
@@ -438,14 +603,13 @@ public sealed class CausalLmPretrainerTests
     private void AssertSameCheckpoint(string expectedRun, string actualRun)
     {
         using var scope = NewDisposeScope();
-        var expectedState = PretrainingCheckpoint.ReadState(Path.Combine(_folder, expectedRun))!;
-        var actualState = PretrainingCheckpoint.ReadState(Path.Combine(_folder, actualRun))!;
+        var expectedState = TrainingCheckpoint.ReadState(Path.Combine(_folder, expectedRun))!;
+        var actualState = TrainingCheckpoint.ReadState(Path.Combine(_folder, actualRun))!;
         Assert.AreEqual(expectedState.Step, actualState.Step);
         Assert.AreEqual(expectedState.OptimizerSteps, actualState.OptimizerSteps);
-        Assert.AreEqual(expectedState.Epoch, actualState.Epoch);
-        Assert.AreEqual(expectedState.WindowInEpoch, actualState.WindowInEpoch);
-        var (expected, _) = SafeTensors.ReadFile(Path.Combine(_folder, expectedRun, expectedState.TensorsFile));
-        var (actual, _) = SafeTensors.ReadFile(Path.Combine(_folder, actualRun, actualState.TensorsFile));
+        Assert.AreEqual(PretrainingPosition.Of(expectedState), PretrainingPosition.Of(actualState));
+        var (expected, _) = SafeTensors.ReadFile(Path.Combine(_folder, expectedRun, TrainingCheckpoint.TensorsFileName));
+        var (actual, _) = SafeTensors.ReadFile(Path.Combine(_folder, actualRun, TrainingCheckpoint.TensorsFileName));
         CollectionAssert.AreEquivalent(expected.Keys.ToList(), actual.Keys.ToList());
         Assert.IsTrue(expected.Keys.Any(k => k.StartsWith("optim.", StringComparison.Ordinal)), "The optimizer moments are saved.");
         foreach (var (name, tensor) in expected)

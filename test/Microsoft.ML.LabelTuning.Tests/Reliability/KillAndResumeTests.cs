@@ -68,7 +68,7 @@ public sealed class KillAndResumeTests
         // readable copy names an older step. Resume must trust the committed file, not the copy.
         var json = Path.Combine(checkpoints, "checkpoint.json");
         var stale = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!;
-        stale["Step"] = committed - ReliabilityCommands.CheckpointEverySteps;
+        stale["step"] = committed - ReliabilityCommands.CheckpointEverySteps;
         File.WriteAllText(json, stale.ToJsonString());
 
         var (resumedScores, resumedLines) = RunToEnd(method, checkpoints, scores);
