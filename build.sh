@@ -36,11 +36,12 @@ setup_failed() {
   exit "$status"
 }
 
-# install_packages <package>...: apt-get install, or say exactly what to install by hand.
+# install_packages <package>...: apt-get install, or say exactly what to install by hand. $install_reason says why.
+install_reason="to adapt TorchSharp's native library to this distro's libstdc++"
 install_packages() {
   local by_hand="install them by hand ('sudo apt-get install $*' on Debian or Ubuntu, your package manager elsewhere), then run ./build.sh again"
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "build.sh: this machine needs $* (to adapt TorchSharp's native library to its libstdc++), and apt-get is not available;" \
+    echo "build.sh: this machine needs $* ($install_reason), and apt-get is not available;" \
       "$by_hand." >&2
     exit 1
   fi
@@ -48,7 +49,7 @@ install_packages() {
     echo "build.sh: installing $* needs root and sudo is not installed; $by_hand." >&2
     exit 1
   fi
-  echo "Installing $* (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
+  echo "Installing $* (needed $install_reason)..."
   if ! as_root apt-get update -qq; then
     echo "build.sh: warning: 'apt-get update' failed (see above); trying to install $* from the package lists already there." >&2
   fi
@@ -90,12 +91,44 @@ find_libstdcxx() {
 
 prerequisites_found="" # what ensure_prerequisites found, for ./build.sh prerequisites
 
+# The charts (src/Microsoft.ML.LabelTuning/Reporting, ScottPlot) draw text only with a font file they can find: a Latin
+# one and, for labels in Chinese or Japanese, a CJK one (ChartFonts.cs lists the paths it searches). On Linux without
+# them, install DejaVu Sans and WenQuanYi Micro Hei (5 MB); elsewhere, or without apt-get, say what is missing.
+ensure_fonts() {
+  [ "$(uname -s)" = Linux ] || return 0
+  local latin="" cjk="" candidate
+  for candidate in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf \
+    /usr/share/fonts/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+    if [ -f "$candidate" ]; then latin=$candidate; break; fi
+  done
+  for candidate in /usr/share/fonts/truetype/wqy/wqy-microhei.ttc /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc \
+    /usr/share/fonts/wqy-microhei/wqy-microhei.ttc /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc /usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf; do
+    if [ -f "$candidate" ]; then cjk=$candidate; break; fi
+  done
+  local missing=()
+  [ -n "$latin" ] || missing+=(fonts-dejavu-core)
+  [ -n "$cjk" ] || missing+=(fonts-wqy-microhei)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+      install_reason="for the text of the charts" install_packages "${missing[@]}"
+      ensure_fonts
+      return 0
+    fi
+    echo "build.sh: warning: no font for chart text (missing: ${missing[*]}); charts will have blank labels and the chart tests fail." \
+      "Install DejaVu Sans and a CJK font (e.g. WenQuanYi Micro Hei), or set LABELTUNING_CHART_FONT to a .ttf file." >&2
+  fi
+  prerequisites_found+="; fonts: ${latin:-none}, ${cjk:-none}"
+}
+
 ensure_prerequisites() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK is required (https://dot.net); 'dotnet' was not found on PATH." >&2
     exit 1
   fi
   prerequisites_found="dotnet: $(command -v dotnet)"
+  ensure_fonts
   # TorchSharp 0.107.0's native library wants GLIBCXX_3.4.32; older distros (Debian 12, Ubuntu 22.04) get a
   # shim built at build time (build/BuildTools/NativeFix.cs), which needs a C compiler and patchelf.
   [ "$(uname -s)" = Linux ] || return 0
