@@ -5,6 +5,8 @@
 #   ./build.sh test --all also run the opt-in [TestCategory("Slow")] tests
 #   ./build.sh bench      run the benchmarks (JSON lines)
 #   ./build.sh build      build the solution only
+#   ./build.sh notebooks  run samples/notebooks in a .NET Interactive kernel (dotnet-repl) against the library packed from
+#                         this checkout, and write their outputs (text, tables, charts) back into the committed notebooks
 #   ./build.sh pretrain   continue pretraining the default model from the state committed in
 #                         models/labeltuning-default/pretraining (hours; stop any time, run again to resume), then export it
 #   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
@@ -147,6 +149,60 @@ ensure_prerequisites() {
   fi
 }
 
+# pack_library: the library as a NuGet package in artifacts/feed, the folder the notebooks restore it from; the NuGet
+# cache's copy of this version is removed (the cache keeps the first package of a version it saw), and on distros with
+# an older libstdc++ the cache's copy of TorchSharp's native library gets the same shim as the build outputs, because a
+# notebook kernel loads TorchSharp from the NuGet cache.
+pack_library() {
+  local version torchsharp packages
+  version=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' src/Microsoft.ML.LabelTuning/Microsoft.ML.LabelTuning.csproj | head -n 1)
+  torchsharp=$(sed -n 's:.*<PackageVersion Include="TorchSharp" Version="\([^"]*\)".*:\1:p' Directory.Packages.props | head -n 1)
+  dotnet pack src/Microsoft.ML.LabelTuning -c "$CONFIGURATION" --no-build -o artifacts/feed -nologo -clp:ErrorsOnly >/dev/null
+  packages=$(dotnet nuget locals global-packages --list)
+  packages=${packages#global-packages: }
+  packages=${packages%/}
+  rm -rf "${packages:?}/microsoft.ml.labeltuning/$version"
+  if [ "$(uname -s)" = Linux ] && [ -d "$packages/torchsharp/$torchsharp" ]; then
+    dotnet exec artifacts/tools/BuildTools/BuildTools.dll fix-native "$packages/torchsharp/$torchsharp" build/native/glibcxx_shim.c
+  fi
+}
+
+# run_notebooks <output folder> <log>: runs every samples/notebooks/*.ipynb with dotnet-repl (a local tool pinned in
+# .config/dotnet-tools.json), one kernel each, as a user would: its first cell restores Microsoft.ML.LabelTuning from
+# artifacts/feed. A cell that throws or does not compile fails the notebook (dotnet-repl exits with 2). Each notebook
+# counts as one test in the closing line: "succeeded:"/"failed:" lines are appended to <log>.
+run_notebooks() {
+  local out=$1 log=$2 feed notebook name start seconds passed=0 failed=0
+  feed="$(pwd)/artifacts/feed"
+  dotnet tool restore >/dev/null
+  pack_library
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  rm -rf artifacts/notebooks/sweep # the sweep resumes from its checkpoint folder; start afresh
+  for notebook in samples/notebooks/*.ipynb; do
+    name=$(basename "$notebook")
+    start=$SECONDS
+    if (cd samples/notebooks && RestoreAdditionalProjectSources="$feed" dotnet tool run dotnet-repl -- --run "$name" \
+      --exit-after-run --output-format ipynb --output-path "$out/$name.raw") >"$out/${name%.ipynb}.log" 2>&1 \
+      && dotnet exec artifacts/tools/BuildTools/BuildTools.dll notebook-clean "$out/$name.raw" "$out/$name" "$(pwd)" >/dev/null; then
+      seconds=$((SECONDS - start))
+      echo "notebook $name: passed in ${seconds} s"
+      passed=$((passed + 1))
+    else
+      seconds=$((SECONDS - start))
+      echo "notebook $name: FAILED after ${seconds} s (outputs: $out/$name.raw, kernel log: $out/${name%.ipynb}.log)"
+      if [ -f "$out/$name.raw" ]; then
+        grep -o '"evalue": "[^"]*' "$out/$name.raw" | head -n 5 | sed 's/^"evalue": "/  /' || true
+      else
+        tail -n 20 "$out/${name%.ipynb}.log" || true
+      fi
+      failed=$((failed + 1))
+    fi
+  done
+  printf 'notebooks (samples/notebooks, dotnet-repl):\n  succeeded: %d\n  failed: %d\n' "$passed" "$failed" | tee -a "$log"
+  [ "$failed" -eq 0 ]
+}
+
 run_tests() {
   local filter=(--filter "TestCategory!=Slow")
   if [ "${1:-}" = "--all" ]; then filter=(); shift; fi
@@ -163,6 +219,10 @@ run_tests() {
   for project in "${projects[@]}"; do
     dotnet test --project "$project" -c "$CONFIGURATION" --no-build "${filter[@]}" "${extra[@]}" "$@" 2>&1 | tee -a "$log" || rc=$?
   done
+  # The notebooks run in a real kernel too, unless a filter was given by hand.
+  if [ $# -eq 0 ]; then
+    run_notebooks artifacts/notebooks/run "$log" || rc=1
+  fi
   local passed failed skipped
   passed=$(awk '/^ *succeeded:/ {s += $2} END {print s + 0}' "$log")
   failed=$(awk '/^ *failed:/ {s += $2} END {print s + 0}' "$log")
@@ -202,9 +262,9 @@ prepare_peer() {
 }
 
 case "$command" in
-  run|test|bench|build|pretrain|prerequisites) ;;
+  run|test|bench|build|notebooks|pretrain|prerequisites) ;;
   *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build|pretrain|prerequisites] [args...]" >&2
+    echo "usage: ./build.sh [run|test [--all]|bench|build|notebooks|pretrain|prerequisites] [args...]" >&2
     exit 2
     ;;
 esac
@@ -230,6 +290,21 @@ case "$command" in
     ;;
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    ;;
+  notebooks)
+    dotnet build src/Microsoft.ML.LabelTuning -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    dotnet build build/BuildTools -c Release -nologo -clp:ErrorsOnly
+    notebook_log=$(mktemp)
+    if run_notebooks artifacts/notebooks/run "$notebook_log"; then
+      for notebook in samples/notebooks/*.ipynb; do
+        cp "artifacts/notebooks/run/$(basename "$notebook")" "$notebook"
+      done
+      echo "wrote the outputs into samples/notebooks/*.ipynb"
+    else
+      rm -f "$notebook_log"
+      exit 1
+    fi
+    rm -f "$notebook_log"
     ;;
   pretrain)
     bash tools/LabelTuning.Pretrain/reproduce.sh "$@"
