@@ -60,36 +60,43 @@ internal static class NativeLoader
             return;
         }
 
-        var torchSharp = typeof(TorchSharp.torch).Assembly.Location;
-        if (string.IsNullOrEmpty(torchSharp))
+        if (NativePaths(typeof(TorchSharp.torch).Assembly.Location, AppContext.BaseDirectory) is { } paths)
         {
-            return;
+            NativeLibrary.Load(paths.LibTorch);
+            NativeLibrary.Load(paths.LibTorchSharp);
+        }
+    }
+
+    /// <summary>
+    /// The libtorch and TorchSharp native libraries to load by path when <paramref name="torchSharpAssembly"/> sits in
+    /// the NuGet cache layout (<c>&lt;packages&gt;/torchsharp/&lt;version&gt;/lib/&lt;tfm&gt;/TorchSharp.dll</c>) and no
+    /// <c>libLibTorchSharp.so</c> sits beside it or the application; null otherwise (TorchSharp loads them itself, or
+    /// says what is missing).
+    /// </summary>
+    internal static (string LibTorch, string LibTorchSharp)? NativePaths(string torchSharpAssembly, string appBase)
+    {
+        if (string.IsNullOrEmpty(torchSharpAssembly))
+        {
+            return null;
         }
 
-        // <packages>/torchsharp/<version>/lib/<tfm>/TorchSharp.dll
-        var lib = Path.GetDirectoryName(torchSharp)!;
-        if (File.Exists(Path.Combine(lib, "libLibTorchSharp.so")) || File.Exists(Path.Combine(AppContext.BaseDirectory, "libLibTorchSharp.so"))
-            || File.Exists(Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")))
+        var lib = Path.GetDirectoryName(torchSharpAssembly)!;
+        if (File.Exists(Path.Combine(lib, "libLibTorchSharp.so")) || File.Exists(Path.Combine(appBase, "libLibTorchSharp.so"))
+            || File.Exists(Path.Combine(appBase, "runtimes", "linux-x64", "native", "libLibTorchSharp.so")))
         {
-            return; // an application with the native files beside it: TorchSharp loads them itself
+            return null; // an application with the native files beside it
         }
 
         var packageRoot = Directory.GetParent(lib)?.Parent;
         var packages = packageRoot?.Parent?.Parent;
-        if (packageRoot is null || packages is null || !string.Equals(packageRoot.Parent!.Name, "torchsharp", StringComparison.OrdinalIgnoreCase))
+        if (packageRoot?.Parent is null || packages is null || !string.Equals(packageRoot.Parent.Name, "torchsharp", StringComparison.OrdinalIgnoreCase))
         {
-            return; // not the NuGet cache layout
+            return null; // not the NuGet cache layout
         }
 
         var libTorchSharp = Path.Combine(packageRoot.FullName, "runtimes", "linux-x64", "native", "libLibTorchSharp.so");
         var libtorch = FindLibTorch(packages.FullName);
-        if (!File.Exists(libTorchSharp) || libtorch is null)
-        {
-            return; // let TorchSharp say what is missing
-        }
-
-        NativeLibrary.Load(libtorch);
-        NativeLibrary.Load(libTorchSharp);
+        return File.Exists(libTorchSharp) && libtorch is not null ? (libtorch, libTorchSharp) : null;
     }
 
     /// <summary><c>libtorch.so</c> of the highest version of the CPU libtorch package in the NuGet cache, or null.</summary>
