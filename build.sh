@@ -5,6 +5,8 @@
 #   ./build.sh test --all also run the opt-in [TestCategory("Slow")] tests
 #   ./build.sh bench      run the benchmarks (JSON lines)
 #   ./build.sh build      build the solution only
+#   ./build.sh notebooks  run samples/notebooks in a .NET Interactive kernel (dotnet-repl) against the library packed from
+#                         this checkout, and write their outputs (text, tables, charts) back into the committed notebooks
 #   ./build.sh pretrain   continue pretraining the default model from the state committed in
 #                         models/labeltuning-default/pretraining (hours; stop any time, run again to resume), then export it
 #   ./build.sh prerequisites  only check (and where needed install) what the build needs, then say what was found
@@ -36,11 +38,12 @@ setup_failed() {
   exit "$status"
 }
 
-# install_packages <package>...: apt-get install, or say exactly what to install by hand.
+# install_packages <package>...: apt-get install, or say exactly what to install by hand. $install_reason says why.
+install_reason="to adapt TorchSharp's native library to this distro's libstdc++"
 install_packages() {
   local by_hand="install them by hand ('sudo apt-get install $*' on Debian or Ubuntu, your package manager elsewhere), then run ./build.sh again"
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "build.sh: this machine needs $* (to adapt TorchSharp's native library to its libstdc++), and apt-get is not available;" \
+    echo "build.sh: this machine needs $* ($install_reason), and apt-get is not available;" \
       "$by_hand." >&2
     exit 1
   fi
@@ -48,7 +51,7 @@ install_packages() {
     echo "build.sh: installing $* needs root and sudo is not installed; $by_hand." >&2
     exit 1
   fi
-  echo "Installing $* (needed to adapt TorchSharp's native library to this distro's libstdc++)..."
+  echo "Installing $* (needed $install_reason)..."
   if ! as_root apt-get update -qq; then
     echo "build.sh: warning: 'apt-get update' failed (see above); trying to install $* from the package lists already there." >&2
   fi
@@ -90,12 +93,44 @@ find_libstdcxx() {
 
 prerequisites_found="" # what ensure_prerequisites found, for ./build.sh prerequisites
 
+# The charts (src/Microsoft.ML.LabelTuning/Reporting, ScottPlot) draw text only with a font file they can find: a Latin
+# one and, for labels in Chinese or Japanese, a CJK one (ChartFonts.cs lists the paths it searches). On Linux without
+# them, install DejaVu Sans and WenQuanYi Micro Hei (5 MB); elsewhere, or without apt-get, say what is missing.
+ensure_fonts() {
+  [ "$(uname -s)" = Linux ] || return 0
+  local latin="" cjk="" candidate
+  for candidate in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/dejavu-sans-fonts/DejaVuSans.ttf \
+    /usr/share/fonts/dejavu/DejaVuSans.ttf /usr/share/fonts/TTF/DejaVuSans.ttf /usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf; do
+    if [ -f "$candidate" ]; then latin=$candidate; break; fi
+  done
+  for candidate in /usr/share/fonts/truetype/wqy/wqy-microhei.ttc /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc \
+    /usr/share/fonts/wqy-microhei/wqy-microhei.ttc /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc /usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc \
+    /usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf; do
+    if [ -f "$candidate" ]; then cjk=$candidate; break; fi
+  done
+  local missing=()
+  [ -n "$latin" ] || missing+=(fonts-dejavu-core)
+  [ -n "$cjk" ] || missing+=(fonts-wqy-microhei)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1; }; then
+      install_reason="for the text of the charts" install_packages "${missing[@]}"
+      ensure_fonts
+      return 0
+    fi
+    echo "build.sh: warning: no font for chart text (missing: ${missing[*]}); charts will have blank labels and the chart tests fail." \
+      "Install DejaVu Sans and a CJK font (e.g. WenQuanYi Micro Hei), or set LABELTUNING_CHART_FONT to a .ttf file." >&2
+  fi
+  prerequisites_found+="; fonts: ${latin:-none}, ${cjk:-none}"
+}
+
 ensure_prerequisites() {
   if ! command -v dotnet >/dev/null 2>&1; then
     echo "error: the .NET 10 SDK is required (https://dot.net); 'dotnet' was not found on PATH." >&2
     exit 1
   fi
   prerequisites_found="dotnet: $(command -v dotnet)"
+  ensure_fonts
   # TorchSharp 0.107.0's native library wants GLIBCXX_3.4.32; older distros (Debian 12, Ubuntu 22.04) get a
   # shim built at build time (build/BuildTools/NativeFix.cs), which needs a C compiler and patchelf.
   [ "$(uname -s)" = Linux ] || return 0
@@ -114,6 +149,60 @@ ensure_prerequisites() {
   fi
 }
 
+# pack_library: the library as a NuGet package in artifacts/feed, the folder the notebooks restore it from; the NuGet
+# cache's copy of this version is removed (the cache keeps the first package of a version it saw), and on distros with
+# an older libstdc++ the cache's copy of TorchSharp's native library gets the same shim as the build outputs, because a
+# notebook kernel loads TorchSharp from the NuGet cache.
+pack_library() {
+  local version torchsharp packages
+  version=$(sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' src/Microsoft.ML.LabelTuning/Microsoft.ML.LabelTuning.csproj | head -n 1)
+  torchsharp=$(sed -n 's:.*<PackageVersion Include="TorchSharp" Version="\([^"]*\)".*:\1:p' Directory.Packages.props | head -n 1)
+  dotnet pack src/Microsoft.ML.LabelTuning -c "$CONFIGURATION" --no-build -o artifacts/feed -nologo -clp:ErrorsOnly >/dev/null
+  packages=$(dotnet nuget locals global-packages --list)
+  packages=${packages#global-packages: }
+  packages=${packages%/}
+  rm -rf "${packages:?}/microsoft.ml.labeltuning/$version"
+  if [ "$(uname -s)" = Linux ] && [ -d "$packages/torchsharp/$torchsharp" ]; then
+    dotnet exec artifacts/tools/BuildTools/BuildTools.dll fix-native "$packages/torchsharp/$torchsharp" build/native/glibcxx_shim.c
+  fi
+}
+
+# run_notebooks <output folder> <log>: runs every samples/notebooks/*.ipynb with dotnet-repl (a local tool pinned in
+# .config/dotnet-tools.json), one kernel each, as a user would: its first cell restores Microsoft.ML.LabelTuning from
+# artifacts/feed. A cell that throws or does not compile fails the notebook (dotnet-repl exits with 2). Each notebook
+# counts as one test in the closing line: "succeeded:"/"failed:" lines are appended to <log>.
+run_notebooks() {
+  local out=$1 log=$2 feed notebook name start seconds passed=0 failed=0
+  feed="$(pwd)/artifacts/feed"
+  dotnet tool restore >/dev/null
+  pack_library
+  mkdir -p "$out"
+  out=$(cd "$out" && pwd)
+  rm -rf artifacts/notebooks/sweep # the sweep resumes from its checkpoint folder; start afresh
+  for notebook in samples/notebooks/*.ipynb; do
+    name=$(basename "$notebook")
+    start=$SECONDS
+    if (cd samples/notebooks && RestoreAdditionalProjectSources="$feed" dotnet tool run dotnet-repl -- --run "$name" \
+      --exit-after-run --output-format ipynb --output-path "$out/$name.raw") >"$out/${name%.ipynb}.log" 2>&1 \
+      && dotnet exec artifacts/tools/BuildTools/BuildTools.dll notebook-clean "$out/$name.raw" "$out/$name" "$(pwd)" >/dev/null; then
+      seconds=$((SECONDS - start))
+      echo "notebook $name: passed in ${seconds} s"
+      passed=$((passed + 1))
+    else
+      seconds=$((SECONDS - start))
+      echo "notebook $name: FAILED after ${seconds} s (outputs: $out/$name.raw, kernel log: $out/${name%.ipynb}.log)"
+      if [ -f "$out/$name.raw" ]; then
+        grep -o '"evalue": "[^"]*' "$out/$name.raw" | head -n 5 | sed 's/^"evalue": "/  /' || true
+      else
+        tail -n 20 "$out/${name%.ipynb}.log" || true
+      fi
+      failed=$((failed + 1))
+    fi
+  done
+  printf 'notebooks (samples/notebooks, dotnet-repl):\n  succeeded: %d\n  failed: %d\n' "$passed" "$failed" | tee -a "$log"
+  [ "$failed" -eq 0 ]
+}
+
 run_tests() {
   local filter=(--filter "TestCategory!=Slow")
   if [ "${1:-}" = "--all" ]; then filter=(); shift; fi
@@ -130,6 +219,10 @@ run_tests() {
   for project in "${projects[@]}"; do
     dotnet test --project "$project" -c "$CONFIGURATION" --no-build "${filter[@]}" "${extra[@]}" "$@" 2>&1 | tee -a "$log" || rc=$?
   done
+  # The notebooks run in a real kernel too, unless a filter was given by hand.
+  if [ $# -eq 0 ]; then
+    run_notebooks artifacts/notebooks/run "$log" || rc=1
+  fi
   local passed failed skipped
   passed=$(awk '/^ *succeeded:/ {s += $2} END {print s + 0}' "$log")
   failed=$(awk '/^ *failed:/ {s += $2} END {print s + 0}' "$log")
@@ -169,9 +262,9 @@ prepare_peer() {
 }
 
 case "$command" in
-  run|test|bench|build|pretrain|prerequisites) ;;
+  run|test|bench|build|notebooks|pretrain|prerequisites) ;;
   *)
-    echo "usage: ./build.sh [run|test [--all]|bench|build|pretrain|prerequisites] [args...]" >&2
+    echo "usage: ./build.sh [run|test [--all]|bench|build|notebooks|pretrain|prerequisites] [args...]" >&2
     exit 2
     ;;
 esac
@@ -197,6 +290,21 @@ case "$command" in
     ;;
   build)
     dotnet build Microsoft.ML.LabelTuning.sln -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    ;;
+  notebooks)
+    dotnet build src/Microsoft.ML.LabelTuning -c "$CONFIGURATION" -nologo -clp:ErrorsOnly
+    dotnet build build/BuildTools -c Release -nologo -clp:ErrorsOnly
+    notebook_log=$(mktemp)
+    if run_notebooks artifacts/notebooks/run "$notebook_log"; then
+      for notebook in samples/notebooks/*.ipynb; do
+        cp "artifacts/notebooks/run/$(basename "$notebook")" "$notebook"
+      done
+      echo "wrote the outputs into samples/notebooks/*.ipynb"
+    else
+      rm -f "$notebook_log"
+      exit 1
+    fi
+    rm -f "$notebook_log"
     ;;
   pretrain)
     bash tools/LabelTuning.Pretrain/reproduce.sh "$@"

@@ -1,16 +1,12 @@
 using System.Globalization;
 using Microsoft.ML.LabelTuning.IO;
+using ScottPlot;
 
 namespace Microsoft.ML.LabelTuning.Reporting;
 
-/// <summary>What every chart shares: size, title, axis labels, the y range, and PNG output.</summary>
+/// <summary>What every chart shares: size, title, axis labels, the y range, and PNG output (drawn by ScottPlot).</summary>
 public abstract class Chart
 {
-    private protected const int Scale = 2;
-    private protected static readonly ChartColor Ink = new(34, 34, 34);
-    private protected static readonly ChartColor Grid = new(225, 225, 225);
-    private protected static readonly ChartColor Muted = new(110, 110, 110);
-
     /// <summary>Gets the palette series take in order (Tableau 10).</summary>
     public static IReadOnlyList<ChartColor> Palette { get; } =
         new[] { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
@@ -38,8 +34,31 @@ public abstract class Chart
     /// <returns>The PNG file's bytes.</returns>
     public byte[] ToPng()
     {
-        var canvas = Render();
-        return PngEncoder.Encode(canvas.Width, canvas.Height, canvas.Pixels);
+        if (Width is < 16 or > 8192 || Height is < 16 or > 8192)
+        {
+            throw new InvalidOperationException($"A chart must be 16 to 8192 pixels on each side but {Width} × {Height} was given.");
+        }
+
+        var plot = new Plot();
+        var texts = new List<string> { Title, YLabel };
+        Build(plot, texts);
+        if (!string.IsNullOrEmpty(Title))
+        {
+            plot.Title(Title);
+        }
+
+        if (!string.IsNullOrEmpty(YLabel))
+        {
+            plot.YLabel(YLabel);
+        }
+
+        if (ChartFonts.Choose(texts) is { } font)
+        {
+            plot.Font.Set(font);
+            ApplyFont(plot, font);
+        }
+
+        return plot.GetImageBytes(Width, Height, ImageFormat.Png);
     }
 
     /// <summary>Writes the chart to a PNG file atomically (the folder is created).</summary>
@@ -51,100 +70,46 @@ public abstract class Chart
         AtomicFile.Write(path, stream => stream.Write(png));
     }
 
-    internal abstract Canvas Render();
+    /// <summary>Adds the chart's plottables to <paramref name="plot"/>, and every text it draws to <paramref name="texts"/> (for the font choice).</summary>
+    private protected abstract void Build(Plot plot, List<string> texts);
 
-    /// <summary>About <paramref name="target"/> round ticks (1, 2 or 5 × 10^k apart) covering [min, max].</summary>
-    internal static (double Start, double Step, int Count) NiceTicks(double min, double max, int target = 6)
+    /// <summary>Sets the font of the text that <see cref="ScottPlot.Stylers.FontStyler.Set"/> does not reach (plottable labels).</summary>
+    private protected virtual void ApplyFont(Plot plot, string font)
     {
-        if (!(max > min))
-        {
-            var pad = Math.Abs(min) > 0 ? Math.Abs(min) * 0.1 : 1;
-            (min, max) = (min - pad, max + pad);
-        }
-
-        var raw = (max - min) / Math.Max(1, target);
-        var magnitude = Math.Pow(10, Math.Floor(Math.Log10(raw)));
-        var step = new[] { 1.0, 2.0, 5.0, 10.0 }.Select(m => m * magnitude).First(s => s >= raw * 0.999);
-        var start = Math.Floor(min / step) * step;
-        var end = Math.Ceiling(max / step) * step;
-        return (start, step, (int)Math.Round((end - start) / step) + 1);
     }
 
-    /// <summary>A tick label: k/M/B suffixes for large values, and as many decimals as the step needs.</summary>
-    internal static string FormatTick(double value, double step)
+    /// <summary>The y range: the one set, or the data's (with a little head room when one end is fixed).</summary>
+    private protected void LimitY(Plot plot)
     {
-        var magnitude = Math.Max(Math.Abs(value), Math.Abs(step));
-        var (divisor, suffix) = magnitude >= 1e9 ? (1e9, "B") : magnitude >= 1e6 ? (1e6, "M") : magnitude >= 1e4 ? (1e3, "k") : (1.0, string.Empty);
-        var scaledStep = step / divisor;
-        var decimals = scaledStep >= 1 ? 0 : Math.Min(6, (int)Math.Ceiling(-Math.Log10(scaledStep) - 1e-9));
-        var scaled = value / divisor;
-        if (Math.Abs(scaled) < scaledStep * 1e-6)
-        {
-            return 0.0.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-        }
-
-        return scaled.ToString("F" + decimals.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture) + suffix;
-    }
-
-    /// <summary>Draws the title, the y-axis label, horizontal grid lines with tick labels, and returns the plot area.</summary>
-    private protected (int Left, int Top, int Right, int Bottom) DrawFrame(
-        Canvas canvas, IReadOnlyList<(double Value, string Label)> yTicks, int bottomSpace)
-    {
-        var textHeight = Canvas.TextHeight(Scale);
-        var tickWidth = yTicks.Count == 0 ? 0 : yTicks.Max(t => Canvas.TextWidth(t.Label, Scale));
-        var left = 16 + (string.IsNullOrEmpty(YLabel) ? 0 : textHeight + 14) + tickWidth + 10;
-        var top = string.IsNullOrEmpty(Title) ? 20 : 20 + textHeight + 20;
-        var right = canvas.Width - 24;
-        var bottom = canvas.Height - bottomSpace;
-        if (right - left < 32 || bottom - top < 32)
-        {
-            throw new InvalidOperationException($"A {canvas.Width} × {canvas.Height} chart leaves no room for the plot; make it larger.");
-        }
-
-        if (!string.IsNullOrEmpty(Title))
-        {
-            canvas.Text(Math.Max(4, (canvas.Width - Canvas.TextWidth(Title, Scale)) / 2), 16, Title, Ink, Scale);
-        }
-
-        if (!string.IsNullOrEmpty(YLabel))
-        {
-            var labelWidth = Canvas.TextWidth(YLabel, Scale);
-            canvas.TextVertical(16, ((top + bottom) / 2) + (labelWidth / 2), YLabel, Ink, Scale);
-        }
-
-        return (left, top, right, bottom);
-    }
-
-    private protected static void DrawLegend(Canvas canvas, IReadOnlyList<(string Name, ChartColor Color)> entries, int right, int top)
-    {
-        if (entries.Count == 0 || entries.All(e => string.IsNullOrEmpty(e.Name)))
+        if (YMin is null && YMax is null)
         {
             return;
         }
 
-        var textHeight = Canvas.TextHeight(Scale);
-        var width = entries.Max(e => Canvas.TextWidth(e.Name, Scale)) + 40;
-        var height = (entries.Count * (textHeight + 8)) + 8;
-        var x = right - width - 8;
-        var y = top + 8;
-        canvas.FillRect(x, y, width, height, new ChartColor(255, 255, 255));
-        canvas.Line(x, y, x + width, y, Grid);
-        canvas.Line(x, y + height, x + width, y + height, Grid);
-        canvas.Line(x, y, x, y + height, Grid);
-        canvas.Line(x + width, y, x + width, y + height, Grid);
-        for (var i = 0; i < entries.Count; i++)
+        var limits = plot.Axes.GetLimits();
+        var bottom = YMin ?? limits.Bottom;
+        var top = YMax ?? limits.Top;
+        if (!(top > bottom))
         {
-            var rowY = y + 8 + (i * (textHeight + 8));
-            canvas.FillRect(x + 8, rowY + 2, 18, textHeight - 4, entries[i].Color);
-            canvas.Text(x + 32, rowY, entries[i].Name, Ink, Scale);
+            (bottom, top) = (bottom - 0.5, top + 0.5);
         }
+
+        plot.Axes.SetLimitsY(bottom, top);
     }
 
-    private protected static ChartColor ColorAt(int index) => Palette[index % Palette.Count];
+    /// <summary>A tick label: k/M/B suffixes for large values, otherwise up to four significant digits.</summary>
+    internal static string FormatTick(double value)
+    {
+        var magnitude = Math.Abs(value);
+        var (divisor, suffix) = magnitude >= 1e9 ? (1e9, "B") : magnitude >= 1e6 ? (1e6, "M") : magnitude >= 1e4 ? (1e3, "k") : (1.0, string.Empty);
+        return (value / divisor).ToString("G4", CultureInfo.InvariantCulture) + suffix;
+    }
+
+    private protected static ScottPlot.Color ColorAt(int index) => Palette[index % Palette.Count].ToScottPlot();
 }
 
 /// <summary>
-/// A line chart of one or more (x, y) series, optionally with a logarithmic y axis; written as a dependency-free PNG.
+/// A line chart of one or more (x, y) series, optionally with a logarithmic y axis; written as a PNG.
 /// </summary>
 /// <example>
 /// <code>
@@ -182,127 +147,101 @@ public sealed class LineChart : Chart
         return this;
     }
 
-    internal override Canvas Render()
+    private protected override void Build(Plot plot, List<string> texts)
     {
-        var canvas = new Canvas(Width, Height);
-        var points = _series.SelectMany(s => s.X.Zip(s.Y)).Where(p => double.IsFinite(p.First) && double.IsFinite(p.Second) && (!LogY || p.Second > 0)).ToList();
-        if (points.Count == 0)
+        var drawn = 0;
+        for (var s = 0; s < _series.Count; s++)
         {
-            throw new InvalidOperationException("The line chart has no finite points to draw.");
-        }
-
-        double Ty(double v) => LogY ? Math.Log10(v) : v;
-        var xMin = points.Min(p => p.First);
-        var xMax = points.Max(p => p.First);
-        var yMin = Ty(YMin ?? points.Min(p => p.Second));
-        var yMax = Ty(YMax ?? points.Max(p => p.Second));
-        var xTicks = NiceTicks(xMin, xMax, 6);
-        var yTickList = LogY ? LogTicks(yMin, yMax) : LinearTicks(yMin, yMax);
-        if (!LogY && YMin is null && YMax is null)
-        {
-            (yMin, yMax) = (yTickList[0].Value, yTickList[^1].Value);
-        }
-        else if (yMax <= yMin)
-        {
-            (yMin, yMax) = (yMin - 0.5, yMax + 0.5);
-        }
-
-        (xMin, xMax) = (xTicks.Start, xTicks.Start + ((xTicks.Count - 1) * xTicks.Step));
-        var textHeight = Canvas.TextHeight(Scale);
-        var (left, top, right, bottom) = DrawFrame(canvas, yTickList, 20 + textHeight + 12 + (string.IsNullOrEmpty(XLabel) ? 0 : textHeight + 12));
-        int Px(double x) => left + (int)Math.Round((x - xMin) / (xMax - xMin) * (right - left));
-        int Py(double y) => bottom - (int)Math.Round((Ty(y) - yMin) / (yMax - yMin) * (bottom - top));
-
-        foreach (var (value, label) in yTickList)
-        {
-            var y = bottom - (int)Math.Round((value - yMin) / (yMax - yMin) * (bottom - top));
-            if (y < top - 1 || y > bottom + 1)
+            var (name, xs, ys, markers) = _series[s];
+            var points = xs.Zip(ys).Where(p => double.IsFinite(p.First) && double.IsFinite(p.Second) && (!LogY || p.Second > 0)).ToArray();
+            if (points.Length == 0)
             {
                 continue;
             }
 
-            canvas.Line(left, y, right, y, Grid);
-            canvas.Text(left - 10 - Canvas.TextWidth(label, Scale), y - (textHeight / 2), label, Ink, Scale);
+            var scatter = plot.Add.Scatter(points.Select(p => p.First).ToArray(), points.Select(p => LogY ? Math.Log10(p.Second) : p.Second).ToArray(), ColorAt(s));
+            scatter.LineWidth = 2;
+            scatter.MarkerSize = markers ? 7 : 0;
+            scatter.LegendText = name;
+            texts.Add(name);
+            drawn += points.Length;
         }
 
-        for (var i = 0; i < xTicks.Count; i++)
+        if (drawn == 0)
         {
-            var value = xTicks.Start + (i * xTicks.Step);
-            var x = Px(value);
-            canvas.Line(x, bottom, x, bottom + 6, Ink);
-            var label = FormatTick(value, xTicks.Step);
-            canvas.Text(x - (Canvas.TextWidth(label, Scale) / 2), bottom + 12, label, Ink, Scale);
+            throw new InvalidOperationException("The line chart has no finite points to draw.");
         }
 
         if (!string.IsNullOrEmpty(XLabel))
         {
-            canvas.Text(((left + right) / 2) - (Canvas.TextWidth(XLabel, Scale) / 2), bottom + 12 + textHeight + 12, XLabel, Ink, Scale);
+            plot.XLabel(XLabel);
+            texts.Add(XLabel);
         }
 
-        canvas.Line(left, top, left, bottom, Ink, 2);
-        canvas.Line(left, bottom, right, bottom, Ink, 2);
-
-        for (var s = 0; s < _series.Count; s++)
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = FormatTick };
+        plot.Axes.Margins(horizontal: 0.02);
+        if (LogY)
         {
-            var color = ColorAt(s);
-            var (_, xs, ys, markers) = _series[s];
-            (int X, int Y)? previous = null;
-            for (var i = 0; i < xs.Length; i++)
+            plot.Axes.AutoScale();
+            var limits = plot.Axes.GetLimits();
+            var bottom = YMin is > 0 ? Math.Log10(YMin.Value) : limits.Bottom;
+            var top = YMax is > 0 ? Math.Log10(YMax.Value) : limits.Top;
+            top = top > bottom ? top : bottom + 1;
+            var ticks = LogTicks(bottom, top);
+            var generator = new ScottPlot.TickGenerators.NumericManual();
+            foreach (var (value, label) in ticks)
             {
-                if (!double.IsFinite(xs[i]) || !double.IsFinite(ys[i]) || (LogY && ys[i] <= 0))
-                {
-                    continue;
-                }
-
-                var point = (X: Px(xs[i]), Y: Math.Clamp(Py(ys[i]), top, bottom));
-                if (previous is { } p)
-                {
-                    canvas.Line(p.X, p.Y, point.X, point.Y, color, 3);
-                }
-
-                if (markers)
-                {
-                    canvas.FillRect(point.X - 4, point.Y - 4, 9, 9, color);
-                }
-
-                previous = point;
+                generator.AddMajor(value, label);
             }
+
+            plot.Axes.Left.TickGenerator = generator;
+            plot.Axes.SetLimitsY(bottom, top);
+        }
+        else
+        {
+            plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = FormatTick };
+            plot.Axes.AutoScale();
+            LimitY(plot);
         }
 
-        DrawLegend(canvas, _series.Select((s, i) => (s.Name, ColorAt(i))).ToList(), right, top);
-        return canvas;
+        plot.Legend.IsVisible = _series.Any(s => !string.IsNullOrEmpty(s.Name));
+        plot.Legend.Alignment = Alignment.UpperRight;
     }
 
-    private static List<(double Value, string Label)> LinearTicks(double min, double max)
+    /// <summary>
+    /// Ticks of a log10 axis over [<paramref name="min"/>, <paramref name="max"/>] (in log10 units), labelled with the
+    /// values: 10^k when the range spans many decades, 1, 2 and 5 × 10^k over a few, and round linear steps within one.
+    /// </summary>
+    private static List<(double Log, string Label)> LogTicks(double min, double max)
     {
-        var (start, step, count) = NiceTicks(min, max, 6);
-        return Enumerable.Range(0, count).Select(i => start + (i * step)).Select(v => (v, FormatTick(v, step))).ToList();
-    }
-
-    /// <summary>Ticks of a log10 axis at 1, 2 and 5 × 10^k (only 10^k when the range spans many decades).</summary>
-    private static List<(double Value, string Label)> LogTicks(double min, double max)
-    {
-        var ticks = new List<(double, string)>();
         var decades = max - min;
+        var ticks = new List<(double, string)>();
+        if (decades < 1)
+        {
+            var low = Math.Pow(10, min);
+            var high = Math.Pow(10, max);
+            var raw = (high - low) / 5;
+            var magnitude = Math.Pow(10, Math.Floor(Math.Log10(raw)));
+            var step = new[] { 1.0, 2.0, 5.0, 10.0 }.Select(m => m * magnitude).First(s => s >= raw * 0.999);
+            for (var v = Math.Ceiling(low / step) * step; v <= high * (1 + 1e-12); v += step)
+            {
+                ticks.Add((Math.Log10(v), FormatTick(v)));
+            }
+
+            return ticks;
+        }
+
         var multiples = decades > 4 ? new[] { 1.0 } : decades > 1.5 ? [1.0, 3.0] : [1.0, 2.0, 5.0];
         for (var k = (int)Math.Floor(min); k <= (int)Math.Ceiling(max); k++)
         {
             foreach (var m in multiples)
             {
-                var value = m * Math.Pow(10, k);
-                var log = Math.Log10(value);
+                var log = Math.Log10(m * Math.Pow(10, k));
                 if (log >= min - 1e-9 && log <= max + 1e-9)
                 {
-                    ticks.Add((log, FormatTick(value, Math.Pow(10, k))));
+                    ticks.Add((log, FormatTick(m * Math.Pow(10, k))));
                 }
             }
-        }
-
-        if (ticks.Count < 2)
-        {
-            var low = Math.Pow(10, min);
-            var high = Math.Pow(10, max);
-            ticks = [(min, FormatTick(low, (high - low) / 4)), (max, FormatTick(high, (high - low) / 4))];
         }
 
         return ticks;
@@ -311,7 +250,7 @@ public sealed class LineChart : Chart
 
 /// <summary>
 /// A bar chart: one bar per category, or grouped bars when several series are added; values are printed above
-/// the bars, and an optional dashed reference line marks a baseline to beat. Written as a dependency-free PNG.
+/// the bars, and an optional dashed reference line marks a baseline to beat. Written as a PNG.
 /// </summary>
 /// <example>
 /// <code>
@@ -324,6 +263,9 @@ public sealed class BarChart : Chart
 {
     private readonly string[] _categories;
     private readonly List<(string Name, double[] Values)> _series = [];
+    private readonly List<ScottPlot.Plottables.BarPlot> _bars = [];
+    private ScottPlot.Plottables.HorizontalLine? _reference;
+    private ScottPlot.Plottables.Text? _referenceText;
 
     /// <summary>Creates a chart over these categories (the x-axis labels).</summary>
     /// <param name="categories">At least one category.</param>
@@ -363,102 +305,103 @@ public sealed class BarChart : Chart
         return this;
     }
 
-    internal override Canvas Render()
+    private protected override void Build(Plot plot, List<string> texts)
     {
         if (_series.Count == 0)
         {
             throw new InvalidOperationException("The bar chart has no series; call AddSeries first.");
         }
 
-        var canvas = new Canvas(Width, Height);
-        var values = _series.SelectMany(s => s.Values).Where(double.IsFinite).ToList();
-        if (ReferenceValue is { } reference && double.IsFinite(reference))
+        _bars.Clear();
+        const double groupWidth = 0.8;
+        var barWidth = groupWidth / _series.Count;
+        for (var s = 0; s < _series.Count; s++)
         {
-            values.Add(reference);
-        }
-
-        var dataMin = Math.Min(0, values.DefaultIfEmpty(0).Min());
-        var dataMax = Math.Max(0, values.DefaultIfEmpty(1).Max());
-        var (start, step, count) = NiceTicks(YMin ?? dataMin, YMax ?? (dataMax * 1.08), 6);
-        var yMin = YMin ?? start;
-        var yMax = YMax ?? (start + ((count - 1) * step));
-        var ticks = Enumerable.Range(0, count).Select(i => start + (i * step)).Where(v => v >= yMin - 1e-12 && v <= yMax + 1e-12)
-            .Select(v => (v, FormatTick(v, step))).ToList();
-        var textHeight = Canvas.TextHeight(Scale);
-        var labelScale = _categories.Max(c => Canvas.TextWidth(c, Scale)) * _categories.Length > Width * 0.8 ? 1 : Scale;
-        var (left, top, right, bottom) = DrawFrame(canvas, ticks, 16 + (2 * (Canvas.TextHeight(labelScale) + 6)) + 8);
-        int Py(double v) => bottom - (int)Math.Round((Math.Clamp(v, yMin, yMax) - yMin) / (yMax - yMin) * (bottom - top));
-
-        foreach (var (value, label) in ticks)
-        {
-            var y = Py(value);
-            canvas.Line(left, y, right, y, Grid);
-            canvas.Text(left - 10 - Canvas.TextWidth(label, Scale), y - (textHeight / 2), label, Ink, Scale);
-        }
-
-        var slot = (double)(right - left) / _categories.Length;
-        var groupWidth = slot * 0.75;
-        var barWidth = Math.Max(2, (int)(groupWidth / _series.Count));
-        var zero = Py(0);
-        for (var c = 0; c < _categories.Length; c++)
-        {
-            var groupLeft = left + (int)((c * slot) + ((slot - (barWidth * _series.Count)) / 2));
-            for (var s = 0; s < _series.Count; s++)
+            var (name, values) = _series[s];
+            var bars = new List<Bar>();
+            for (var c = 0; c < _categories.Length; c++)
             {
-                var value = _series[s].Values[c];
-                if (!double.IsFinite(value))
+                if (!double.IsFinite(values[c]))
                 {
                     continue;
                 }
 
-                var x = groupLeft + (s * barWidth);
-                var y = Py(value);
-                canvas.FillRect(x + 1, Math.Min(y, zero), barWidth - 2, Math.Max(1, Math.Abs(zero - y)), ColorAt(_series.Count == 1 ? c : s));
-                if (ValueFormat is not null)
+                var label = ValueFormat is null ? string.Empty : values[c].ToString(ValueFormat, CultureInfo.InvariantCulture);
+                texts.Add(label);
+                bars.Add(new Bar
                 {
-                    var text = value.ToString(ValueFormat, CultureInfo.InvariantCulture);
-                    var valueScale = Canvas.TextWidth(text, Scale) <= barWidth + 8 ? Scale : 1;
-                    canvas.Text(x + (barWidth / 2) - (Canvas.TextWidth(text, valueScale) / 2), Math.Min(y, zero) - Canvas.TextHeight(valueScale) - 4, text, Ink, valueScale);
-                }
+                    Position = c - (groupWidth / 2) + ((s + 0.5) * barWidth),
+                    Value = values[c],
+                    Size = barWidth * 0.92,
+                    FillColor = ColorAt(_series.Count == 1 ? c : s),
+                    LineWidth = 0,
+                    Label = label,
+                });
             }
 
-            DrawCategoryLabel(canvas, _categories[c], left + (int)((c + 0.5) * slot), bottom + 10, (int)slot - 4, labelScale);
+            var plottable = plot.Add.Bars(bars);
+            plottable.ValueLabelStyle.FontSize = 13;
+            if (_series.Count > 1)
+            {
+                plottable.LegendText = name;
+                texts.Add(name);
+            }
+
+            _bars.Add(plottable);
         }
 
-        canvas.Line(left, top, left, bottom, Ink, 2);
-        canvas.Line(left, zero, right, zero, Ink, 2);
-        if (ReferenceValue is { } line && double.IsFinite(line))
+        plot.Axes.Bottom.SetTicks(Enumerable.Range(0, _categories.Length).Select(c => (double)c).ToArray(), _categories.Select(Wrap).ToArray());
+        plot.Axes.Bottom.MajorTickStyle.Length = 0;
+        texts.AddRange(_categories);
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = FormatTick };
+
+        _reference = null;
+        _referenceText = null;
+        if (ReferenceValue is { } reference && double.IsFinite(reference))
         {
-            var y = Py(line);
-            canvas.Line(left, y, right, y, Muted, 2, dash: 8);
+            _reference = plot.Add.HorizontalLine(reference, 2, Colors.Gray, LinePattern.Dashed);
             if (!string.IsNullOrEmpty(ReferenceLabel))
             {
-                canvas.Text(right - Canvas.TextWidth(ReferenceLabel, Scale) - 4, y - textHeight - 6, ReferenceLabel, Muted, Scale);
+                _referenceText = plot.Add.Text(ReferenceLabel, _categories.Length - 0.5, reference);
+                _referenceText.LabelAlignment = Alignment.LowerRight;
+                _referenceText.LabelFontColor = Colors.Gray;
+                _referenceText.LabelFontSize = 14;
+                texts.Add(ReferenceLabel);
             }
         }
 
-        if (_series.Count > 1)
-        {
-            DrawLegend(canvas, _series.Select((s, i) => (s.Name, ColorAt(i))).ToList(), right, top);
-        }
-
-        return canvas;
+        plot.Axes.Margins(bottom: 0);
+        plot.Axes.AutoScale();
+        var limits = plot.Axes.GetLimits();
+        plot.Axes.SetLimitsY(YMin ?? Math.Min(0, limits.Bottom), YMax ?? (limits.Top + ((limits.Top - Math.Min(0, limits.Bottom)) * 0.08)));
+        plot.Axes.SetLimitsX(-0.5, _categories.Length - 0.5);
+        plot.Legend.IsVisible = _series.Count > 1;
+        plot.Legend.Alignment = Alignment.UpperRight;
     }
 
-    /// <summary>Centres a category label under its bars, breaking it onto a second line at a space when too wide.</summary>
-    private static void DrawCategoryLabel(Canvas canvas, string label, int centre, int y, int maxWidth, int scale)
+    private protected override void ApplyFont(Plot plot, string font)
     {
-        var lines = new List<string> { label };
-        if (Canvas.TextWidth(label, scale) > maxWidth && label.Contains(' ', StringComparison.Ordinal))
+        foreach (var bars in _bars)
         {
-            var middle = label.Length / 2;
-            var split = Enumerable.Range(0, label.Length).Where(i => label[i] == ' ').MinBy(i => Math.Abs(i - middle));
-            lines = [label[..split], label[(split + 1)..]];
+            bars.ValueLabelStyle.FontName = font;
         }
 
-        for (var i = 0; i < lines.Count; i++)
+        if (_referenceText is not null)
         {
-            canvas.Text(centre - (Canvas.TextWidth(lines[i], scale) / 2), y + (i * (Canvas.TextHeight(scale) + 6)), lines[i], Ink, scale);
+            _referenceText.LabelFontName = font;
         }
+    }
+
+    /// <summary>Breaks a long category label onto two lines at the space nearest its middle.</summary>
+    private string Wrap(string label)
+    {
+        if (label.Length <= 12 || _categories.Length < 4 || !label.Contains(' ', StringComparison.Ordinal))
+        {
+            return label;
+        }
+
+        var middle = label.Length / 2;
+        var split = Enumerable.Range(0, label.Length).Where(i => label[i] == ' ').MinBy(i => Math.Abs(i - middle));
+        return label[..split] + "\n" + label[(split + 1)..];
     }
 }
