@@ -30,6 +30,7 @@ internal static partial class PeerBench
 
     private static void RunData(Action<object> print, PeerProcess peer, OursSide ours, int pairs, IReadOnlySet<string> parts, string? peerImpl)
     {
+        ours.Prepare("lora");
         if (parts.Contains("imdb"))
         {
             RunImdb(print, peer, ours, Math.Max(2, Math.Min(pairs, 4)), peerImpl);

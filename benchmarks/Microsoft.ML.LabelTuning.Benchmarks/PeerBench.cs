@@ -290,6 +290,9 @@ internal static partial class PeerBench
             _batch.AttentionMask.Dispose();
         }
 
+        /// <summary>Builds <paramref name="method"/>'s model now, outside any dispose scope (a model built inside one would die with it).</summary>
+        public void Prepare(string method) => Get(method);
+
         /// <summary>One LoRA training step on <paramref name="batch"/>: what the trainer does per step.</summary>
         public void TrainLora(TokenBatch batch, IReadOnlyList<Example> examples)
         {

@@ -84,7 +84,8 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
         var chart = new LineChart
         {
             Title = "Test accuracy against training rows (mean over seeds)",
-            XLabel = "training rows, log2 (5 = 32, 6 = 64, ... 10 = 1024)",
+            XLabel = "training rows (log scale)",
+            LogX = true,
             YLabel = "accuracy",
             YMin = 0.4,
             YMax = 1.0,
@@ -93,7 +94,7 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
         foreach (var series in points.GroupBy(p => (p.Dataset, p.Method)))
         {
             var sizes = series.Select(p => p.Rows).Distinct().Order().ToList();
-            chart.AddSeries($"{series.Key.Dataset}: {series.Key.Method}", sizes.Select(s => Math.Log2(s)).ToList(),
+            chart.AddSeries($"{series.Key.Dataset}: {series.Key.Method}", sizes.Select(s => (double)s).ToList(),
                 sizes.Select(s => Summarize(series.Where(p => p.Rows == s).ToList()).Mean).ToList(), markers: true);
         }
 

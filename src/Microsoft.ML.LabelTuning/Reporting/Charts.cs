@@ -128,6 +128,9 @@ public sealed class LineChart : Chart
     /// <summary>Gets or sets a value indicating whether the y axis is logarithmic (every y must be positive). Default false.</summary>
     public bool LogY { get; set; }
 
+    /// <summary>Gets or sets a value indicating whether the x axis is logarithmic (points with x &lt;= 0 are skipped). Default false.</summary>
+    public bool LogX { get; set; }
+
     /// <summary>Adds a series; points with a non-finite coordinate are skipped.</summary>
     /// <param name="name">The legend entry (empty for none).</param>
     /// <param name="x">The x values.</param>
@@ -153,13 +156,13 @@ public sealed class LineChart : Chart
         for (var s = 0; s < _series.Count; s++)
         {
             var (name, xs, ys, markers) = _series[s];
-            var points = xs.Zip(ys).Where(p => double.IsFinite(p.First) && double.IsFinite(p.Second) && (!LogY || p.Second > 0)).ToArray();
+            var points = xs.Zip(ys).Where(p => double.IsFinite(p.First) && double.IsFinite(p.Second) && (!LogY || p.Second > 0) && (!LogX || p.First > 0)).ToArray();
             if (points.Length == 0)
             {
                 continue;
             }
 
-            var scatter = plot.Add.Scatter(points.Select(p => p.First).ToArray(), points.Select(p => LogY ? Math.Log10(p.Second) : p.Second).ToArray(), ColorAt(s));
+            var scatter = plot.Add.Scatter(points.Select(p => LogX ? Math.Log10(p.First) : p.First).ToArray(), points.Select(p => LogY ? Math.Log10(p.Second) : p.Second).ToArray(), ColorAt(s));
             scatter.LineWidth = 2;
             scatter.MarkerSize = markers ? 7 : 0;
             scatter.LegendText = name;
@@ -178,7 +181,27 @@ public sealed class LineChart : Chart
             texts.Add(XLabel);
         }
 
-        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = FormatTick };
+        if (LogX)
+        {
+            // A few distinct x values (sizes of a learning curve) are ticked where they are; many get decade ticks.
+            var distinct = _series.SelectMany(x => x.X).Where(x => double.IsFinite(x) && x > 0).Distinct().Order().ToList();
+            var xs = distinct.Select(Math.Log10).ToList();
+            var ticks = distinct.Count <= 12
+                ? distinct.Select(x => (Math.Log10(x), FormatTick(x))).ToList()
+                : LogTicks(xs.Min(), Math.Max(xs.Max(), xs.Min() + 1e-9));
+            var generator = new ScottPlot.TickGenerators.NumericManual();
+            foreach (var (value, label) in ticks)
+            {
+                generator.AddMajor(value, label);
+            }
+
+            plot.Axes.Bottom.TickGenerator = generator;
+        }
+        else
+        {
+            plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { LabelFormatter = FormatTick };
+        }
+
         plot.Axes.Margins(horizontal: 0.02);
         if (LogY)
         {
