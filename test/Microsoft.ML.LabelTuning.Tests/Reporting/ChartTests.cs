@@ -62,6 +62,20 @@ public sealed class ChartTests
     }
 
     [TestMethod]
+    public void ALogXAxisPutsTheLearningCurvesSizesAtEqualSteps()
+    {
+        // y = x over x in [32, 1024]: on a log x axis the curve is convex, so at the middle column of the series (x = 181)
+        // it is only 15% of its way up; on a linear x axis it is half way up.
+        double[] sizes = [32, 64, 128, 256, 512, 1024];
+        var log = new LineChart { LogX = true, Width = Width, Height = Height }.AddSeries(string.Empty, sizes, sizes);
+        var linear = new LineChart { Width = Width, Height = Height }.AddSeries(string.Empty, sizes, sizes);
+        var logHeight = MidColumnHeight(Decode(log.ToPng()), Chart.Palette[0]);
+        var linearHeight = MidColumnHeight(Decode(linear.ToPng()), Chart.Palette[0]);
+        Assert.IsTrue(logHeight < 0.3, $"on the log x axis the series is {logHeight:P0} of its way up at its middle column");
+        Assert.IsTrue(linearHeight > 0.4, $"on the linear x axis the series is {linearHeight:P0} of its way up at its middle column");
+    }
+
+    [TestMethod]
     public void TheResultsChartDrawsOneBarPerValueAndLeavesAGapForNaN()
     {
         var bars = new BarChart(["LS-LLaMA (LoRA)", "ML.NET SDCA"]) { Title = "IMDB accuracy", ValueFormat = "P1", ReferenceValue = 0.5, ReferenceLabel = "chance", YMin = 0, YMax = 1, Width = Width, Height = Height }
@@ -213,6 +227,23 @@ public sealed class ChartTests
         }
 
         return n;
+    }
+
+    /// <summary>How far up its own row range (0 bottom, 1 top) the series in <paramref name="color"/> is at its middle column.</summary>
+    private static double MidColumnHeight(SKBitmap image, ChartColor color)
+    {
+        bool Is(int x, int y)
+        {
+            var p = image.GetPixel(x, y);
+            return Math.Abs(p.Red - color.R) + Math.Abs(p.Green - color.G) + Math.Abs(p.Blue - color.B) <= 12;
+        }
+
+        var pixels = Enumerable.Range(0, image.Width).SelectMany(x => Enumerable.Range(0, image.Height).Where(y => Is(x, y)).Select(y => (x, y))).ToList();
+        Assert.IsNotEmpty(pixels, "the series is drawn");
+        var (left, right) = (pixels.Min(p => p.x), pixels.Max(p => p.x));
+        var (top, bottom) = (pixels.Min(p => p.y), pixels.Max(p => p.y));
+        var middle = pixels.Where(p => p.x == (left + right) / 2).Average(p => p.y);
+        return (bottom - middle) / (bottom - top);
     }
 
     /// <summary>The rows that hold <paramref name="color"/> in the last third of the columns where it appears.</summary>
