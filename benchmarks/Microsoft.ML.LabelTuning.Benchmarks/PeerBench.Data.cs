@@ -150,6 +150,7 @@ internal static partial class PeerBench
 
     private static void RunScaling(Action<object> print, PeerProcess peer, OursSide ours, string? peerImpl)
     {
+        FixedMmapThreshold();
         var generator = new Random(2);
         foreach (var sequence in _scalingSequences)
         {
@@ -192,10 +193,10 @@ internal static partial class PeerBench
                         return (Median(samples), ProcessMemory.PeakRssBytes(), baseline);
                     }
 
-                    (double Ms, long? PeakRss) Peer()
+                    (double Ms, long? PeakRss, long? BaseRss) Peer()
                     {
                         var answer = peer.Ask($"shape {batch} {sequence} {phase} {runs} 1");
-                        return ((double)answer["ms"]!, answer["peak_rss_bytes"] is { } rss ? (long)rss : null);
+                        return ((double)answer["ms"]!, answer["peak_rss_bytes"] is { } rss ? (long)rss : null, answer["rss_before_bytes"] is { } before ? (long)before : null);
                     }
 
                     var o = Ours();
@@ -218,12 +219,35 @@ internal static partial class PeerBench
                         ours_peak_rss_bytes = o.PeakRss,
                         peer_peak_rss_bytes = p.PeakRss,
                         ours_rss_before_bytes = o.BaseRss,
+                        peer_rss_before_bytes = p.BaseRss,
+                        ours_peak_increase_bytes = o.PeakRss - o.BaseRss,
+                        peer_peak_increase_bytes = p.PeakRss - p.BaseRss,
                         peer_impl = peerImpl,
                     });
                 }
             }
         }
     }
+
+    /// <summary>
+    /// glibc: allocations of 64 KiB and more are mmapped and returned to the OS when freed (M_MMAP_THRESHOLD fixed, so
+    /// no dynamic threshold), so one configuration's peak RSS is not hidden by heap kept from an earlier, larger one.
+    /// The peer script does the same.
+    /// </summary>
+    private static void FixedMmapThreshold()
+    {
+        try
+        {
+            _ = Mallopt(-3, 64 * 1024);
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+            Console.Error.WriteLine("not glibc: the peak RSS of a configuration may include memory kept from an earlier one");
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int Mallopt(int parameter, int value);
 
     /// <summary>Linux: writing 5 to /proc/self/clear_refs resets VmHWM (the peak resident set) to the current RSS.</summary>
     private static void ResetPeakRss()

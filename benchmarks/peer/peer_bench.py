@@ -483,7 +483,9 @@ class Bench:
         attention_mask = torch.ones(batch, sequence, dtype=torch.long)
         labels = torch.randint(0, self.c["labels"], (batch,), generator=g)
         model, _, _ = self.model("lora")
+        fixed_mmap_threshold()
         reset_peak_rss()
+        rss_before = rss_bytes()
 
         def step():
             if phase == "train":
@@ -501,7 +503,7 @@ class Bench:
             start = time.perf_counter()
             step()
             samples.append((time.perf_counter() - start) * 1000)
-        return dict(ms=statistics.median(samples), samples=samples, peak_rss_bytes=peak_rss_bytes())
+        return dict(ms=statistics.median(samples), samples=samples, peak_rss_bytes=peak_rss_bytes(), rss_before_bytes=rss_before)
 
     def time(self, method, phase, runs, warmup):
         for _ in range(warmup):
@@ -512,6 +514,26 @@ class Bench:
             self.step(method, phase)
             samples.append((time.perf_counter() - start) * 1000)
         return samples
+
+
+def fixed_mmap_threshold():
+    """glibc: allocations of 64 KiB and more are mmapped and go back to the OS when freed (no dynamic threshold), so
+    the peak RSS of one configuration is not hidden by heap kept from an earlier, larger one. The C# side does the same."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
+def rss_bytes():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def reset_peak_rss():
