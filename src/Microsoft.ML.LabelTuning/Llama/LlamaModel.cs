@@ -110,6 +110,13 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
     /// <summary>Gets the validated architecture.</summary>
     public LlamaConfig Config { get; }
 
+    /// <summary>
+    /// Gets or sets a value indicating whether training passes (training mode, gradients on) checkpoint every decoder
+    /// layer: only each layer's input is kept and its activations are recomputed in the backward pass (see
+    /// <see cref="LayerCheckpoint"/>). The gradients are the same; activation memory grows with one layer rather than all.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
+
     /// <summary>Gets the decoder layers.</summary>
     public IReadOnlyList<LlamaDecoderLayer> Layers => _layerArray;
 
@@ -141,13 +148,18 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         var context = new AttentionContext(cos, sin, mask, useCausalFlag, prefixLength > 0 ? input.PrefixKeyValues : null, input.Cache);
 
         var outputPositions = CheckOutputPositions(input, b, t);
+        var checkpoint = GradientCheckpointing && training && torch.is_grad_enabled() && input.Cache is null;
         var hidden = embeds;
         List<Tensor>? hiddenStates = input.OutputHiddenStates ? [embeds] : null;
         for (var i = 0; i < _layerArray.Length; i++)
         {
-            hidden = outputPositions is not null && i == _layerArray.Length - 1
-                ? _layerArray[i].ForwardAt(hidden, context, outputPositions) // [B, 1, D]
-                : _layerArray[i].call(hidden, context);                      // [B, T, D]
+            var at = i == _layerArray.Length - 1 ? outputPositions : null;
+            hidden = (checkpoint, at) switch
+            {
+                (true, _) => LayerCheckpoint.Run(_layerArray[i], hidden, context, at), // [B, T or 1, D], activations recomputed in backward
+                (false, { } rows) => _layerArray[i].ForwardAt(hidden, context, rows),    // [B, 1, D]
+                (false, null) => _layerArray[i].call(hidden, context),                        // [B, T, D]
+            };
             hiddenStates?.Add(hidden);
         }
 
