@@ -73,6 +73,7 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
 
     private readonly LlamaDecoderLayer[] _layerArray;
     private readonly RotaryEmbedding _rotary;
+    private IDisposable? _sharedWeights;
 
     /// <summary>Builds the model with Hugging Face's initialisation (see <see cref="LlamaInit.InitializeWeights"/>).</summary>
     public LlamaModel(LlamaConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32)
@@ -106,6 +107,12 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
             LlamaInit.InitializeWeights(this, config.InitializerRange, paddingIdx);
         }
     }
+
+    /// <summary>
+    /// Gets a value indicating whether this decoder's parameters are the storage of a shared frozen base (see
+    /// <see cref="SharingWeightsOf"/>): nothing may write into them, and scoring keeps no merged copies of them.
+    /// </summary>
+    public bool SharesBaseWeights => _sharedWeights is not null;
 
     /// <summary>Gets the validated architecture.</summary>
     public LlamaConfig Config { get; }
@@ -176,6 +183,53 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         return new LlamaOutput(last, hiddenStates);
     }
 
+    /// <summary>
+    /// Builds a decoder whose every parameter is the same storage as the one of the same name in
+    /// <paramref name="weights"/> (one copy in memory, whatever each user then wraps around its own modules: LoRA
+    /// replaces this decoder's projections, not those of <paramref name="weights"/>). The new decoder's parameters
+    /// are frozen; its attention keeps no concatenated or merged scoring copies, which would be private copies of the
+    /// shared weights. <paramref name="release"/> is disposed with the new decoder.
+    /// </summary>
+    internal static LlamaModel SharingWeightsOf(LlamaModel weights, IDisposable release)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(release);
+        var reference = weights.parameters().First();
+        // Parameters are made uninitialised (torch.empty, pages never touched) and then pointed at the shared
+        // storage, which frees theirs; only the embedding's random initialisation touches memory, briefly.
+        var view = new LlamaModel(weights.Config, reference.device, reference.dtype, initializeWeights: false);
+        try
+        {
+            var source = weights.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+            using (torch.no_grad())
+            {
+                foreach (var (name, parameter) in view.named_parameters())
+                {
+                    var shared = parameter.set_(source[name]); // a second handle to the same tensor
+                    if (!ReferenceEquals(shared, parameter) && shared.Handle != parameter.Handle)
+                    {
+                        shared.Dispose();
+                    }
+
+                    parameter.requires_grad = false;
+                }
+            }
+
+            foreach (var layer in view.Layers)
+            {
+                layer.SelfAttention.CacheScoringWeights = false;
+            }
+        }
+        catch
+        {
+            view.Dispose();
+            throw;
+        }
+
+        view._sharedWeights = release;
+        return view;
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -184,6 +238,12 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         }
 
         base.Dispose(disposing);
+        if (disposing)
+        {
+            var release = _sharedWeights;
+            _sharedWeights = null;
+            release?.Dispose(); // after this decoder's handles are gone
+        }
     }
 
     private Tensor Embed(LlamaInput input)

@@ -27,11 +27,14 @@ internal enum LabelKind
 /// <summary>Fits and rebuilds classifiers: the part of every trainer that is not method-specific.</summary>
 internal static class ClassifierFactory
 {
-    /// <summary>Loads the base decoder and tokenizer of a Hugging Face model folder.</summary>
+    /// <summary>
+    /// Loads the tokenizer of a Hugging Face model folder and a decoder over the process's shared copy of its frozen
+    /// weights (<see cref="SharedBaseModels"/>).
+    /// </summary>
     public static (LlamaModel Model, LlamaTextTokenizer Tokenizer) LoadBase(string folder, Device device, ScalarType dtype)
     {
         var tokenizer = LoadTokenizer(folder);
-        return (LoadDecoder(folder, device, dtype), tokenizer);
+        return (SharedBaseModels.Rent(folder, device, dtype), tokenizer);
     }
 
     /// <summary>
@@ -148,7 +151,7 @@ internal static class ClassifierFactory
             validation = Encode(validRows, encoder, channel, "validation", out _);
         }
 
-        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: false);
+        return TrainAndDescribe(options, method, settings, classes, SharedBaseModels.Rent(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: false);
     }
 
     /// <summary>Fits a token classifier (NER): the label is a vector of keys, one per space-separated word.</summary>
@@ -195,7 +198,7 @@ internal static class ClassifierFactory
             throw new ArgumentException($"The training data has no rows with labelled words in column '{options.LabelColumnName}'.", nameof(data));
         }
 
-        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: true);
+        return TrainAndDescribe(options, method, settings, classes, SharedBaseModels.Rent(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: true);
     }
 
     /// <summary>
