@@ -58,6 +58,23 @@ internal static class ProcessMemory
 
     public static long RssBytes() => Read("VmRSS:");
 
+    /// <summary>Resets the peak (VmHWM) to the current resident size, where Linux allows it (/proc/self/clear_refs).</summary>
+    public static void ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+        }
+        catch (IOException)
+        {
+            // Not Linux, or not allowed: the peak then includes what came before.
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // As above.
+        }
+    }
+
     private static long Read(string key)
     {
         if (!File.Exists("/proc/self/status"))

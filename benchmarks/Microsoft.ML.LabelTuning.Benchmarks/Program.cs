@@ -10,6 +10,12 @@ if (args is ["--load-child", var childFolder])
     return;
 }
 
+if (args is ["--realsize-child", var realSizeFolder, var realSizeShape])
+{
+    RealSizeBench.Child(realSizeFolder, realSizeShape);
+    return;
+}
+
 TorchRuntime.EnsureInitialized();
 var json = new JsonSerializerOptions { WriteIndented = false };
 void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, record.GetType(), json));
@@ -27,6 +33,14 @@ if (args is ["peer", .. var peerArgs])
     var pairs = peerArgs.Length > 0 ? int.Parse(peerArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 5;
     var runs = peerArgs.Length > 1 ? int.Parse(peerArgs[1], System.Globalization.CultureInfo.InvariantCulture) : 5;
     PeerBench.Run(Print, pairs, runs, warmup: 3);
+    return;
+}
+
+if (args is ["realsize", .. var realSizeArgs])
+{
+    // Opt-in, never part of the default run: writes ~2 GB checkpoints per shape and trains at 1B parameters (minutes,
+    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds.
+    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"));
     return;
 }
 

@@ -68,6 +68,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     private readonly int _kvHeads;
     private readonly int _headDim;
     private (Tensor Weight, Tensor? Bias)? _scoringQkv;
+    private bool _cacheScoringWeights = true;
 
     public LlamaAttention(LlamaConfig config, int layerIndex, Device? device = null, ScalarType dtype = ScalarType.Float32)
         : base(nameof(LlamaAttention))
@@ -95,7 +96,15 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     /// keeps it. Off for decoders over shared weights, where it would be a private copy of them per user; scoring then
     /// concatenates per call and adds the low-rank updates, as training does.
     /// </summary>
-    public bool CacheScoringWeights { get; set; } = true;
+    public bool CacheScoringWeights
+    {
+        get => _cacheScoringWeights;
+        set
+        {
+            DropScoringQkv();
+            _cacheScoringWeights = value;
+        }
+    }
 
     /// <summary>Gets the projections under their state-dict names (the current modules, replaced or not).</summary>
     public IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> Projections

@@ -21,6 +21,7 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     private readonly double _scaling;
     private readonly double _dropoutRate;
     private Tensor? _merged;
+    private bool _mergeForScoring;
 
     /// <param name="baseLayer">The linear layer whose weight (and bias) this wraps, frozen; its storage is shared, not copied.</param>
     /// <param name="rank">The rank r.</param>
@@ -34,7 +35,7 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRsLora = false, bool mergeForScoring = true)
         : base(nameof(LoraLinear))
     {
-        MergeForScoring = mergeForScoring;
+        _mergeForScoring = mergeForScoring;
         var outFeatures = baseLayer.weight!.shape[0];
         var inFeatures = baseLayer.weight.shape[1];
         _weight = new Parameter(baseLayer.weight.detach(), requires_grad: false);
@@ -62,8 +63,19 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     /// <summary>Gets the scale applied to the low-rank update.</summary>
     public double Scaling => _scaling;
 
-    /// <summary>Gets a value indicating whether scoring uses a merged private copy of the weight (see the constructor).</summary>
-    public bool MergeForScoring { get; }
+    /// <summary>
+    /// Gets or sets a value indicating whether scoring uses a merged private copy of the weight (see the constructor);
+    /// changing it drops the copy.
+    /// </summary>
+    public bool MergeForScoring
+    {
+        get => _mergeForScoring;
+        set
+        {
+            DropMerged();
+            _mergeForScoring = value;
+        }
+    }
 
     /// <summary>Gets the trainable low-rank factors.</summary>
     public IEnumerable<Parameter> AdapterParameters => [_loraA.weight!, _loraB.weight!];
