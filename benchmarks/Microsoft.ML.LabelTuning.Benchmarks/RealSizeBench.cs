@@ -30,41 +30,8 @@ internal static class RealSizeBench
     private const int Labels = 4;
     private const int Threads = 2;
 
-    /// <summary>The shapes, by name.</summary>
-    public static IReadOnlyDictionary<string, LlamaConfig> Shapes { get; } = new Dictionary<string, LlamaConfig>
-    {
-        ["tinyllama-1.1b"] = new()
-        {
-            HiddenSize = 2048,
-            IntermediateSize = 5632,
-            NumHiddenLayers = 22,
-            NumAttentionHeads = 32,
-            NumKeyValueHeads = 4,
-            VocabSize = 32000,
-            MaxPositionEmbeddings = 2048,
-            RmsNormEps = 1e-5,
-            RopeTheta = 10000,
-            BosTokenId = 1,
-            EosTokenId = [2],
-            TieWordEmbeddings = false,
-        },
-        ["llama-3.2-1b"] = new()
-        {
-            HiddenSize = 2048,
-            IntermediateSize = 8192,
-            NumHiddenLayers = 16,
-            NumAttentionHeads = 32,
-            NumKeyValueHeads = 8,
-            VocabSize = 128256,
-            MaxPositionEmbeddings = 131072,
-            RmsNormEps = 1e-5,
-            RopeTheta = 500000,
-            RopeScaling = new RopeScalingConfig { RopeType = "llama3", Factor = 32, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 8192 },
-            BosTokenId = 128000,
-            EosTokenId = [128001],
-            TieWordEmbeddings = true,
-        },
-    };
+    /// <summary>The shapes, by name (<see cref="RandomCheckpoint.Shapes"/>).</summary>
+    public static IReadOnlyDictionary<string, LlamaConfig> Shapes => RandomCheckpoint.Shapes;
 
     /// <summary>
     /// The parent: writes each shape's checkpoint, measures it in a fresh process, deletes it. <paramref name="smoke"/>

@@ -14,6 +14,45 @@ namespace Microsoft.ML.LabelTuning.Checkpoints;
 /// </summary>
 internal static class RandomCheckpoint
 {
+    /// <summary>
+    /// Real model shapes by name: <c>tinyllama-1.1b</c> (TinyLlama-1.1B: 22 layers, 4 key/value heads, separate LM
+    /// head) and <c>llama-3.2-1b</c> (Llama-3.2-1B: 16 layers, vocabulary 128,256, tied embeddings, llama3 RoPE scaling).
+    /// </summary>
+    public static IReadOnlyDictionary<string, LlamaConfig> Shapes { get; } = new Dictionary<string, LlamaConfig>
+    {
+        ["tinyllama-1.1b"] = new()
+        {
+            HiddenSize = 2048,
+            IntermediateSize = 5632,
+            NumHiddenLayers = 22,
+            NumAttentionHeads = 32,
+            NumKeyValueHeads = 4,
+            VocabSize = 32000,
+            MaxPositionEmbeddings = 2048,
+            RmsNormEps = 1e-5,
+            RopeTheta = 10000,
+            BosTokenId = 1,
+            EosTokenId = [2],
+            TieWordEmbeddings = false,
+        },
+        ["llama-3.2-1b"] = new()
+        {
+            HiddenSize = 2048,
+            IntermediateSize = 8192,
+            NumHiddenLayers = 16,
+            NumAttentionHeads = 32,
+            NumKeyValueHeads = 8,
+            VocabSize = 128256,
+            MaxPositionEmbeddings = 131072,
+            RmsNormEps = 1e-5,
+            RopeTheta = 500000,
+            RopeScaling = new RopeScalingConfig { RopeType = "llama3", Factor = 32, LowFreqFactor = 1, HighFreqFactor = 4, OriginalMaxPositionEmbeddings = 8192 },
+            BosTokenId = 128000,
+            EosTokenId = [128001],
+            TieWordEmbeddings = true,
+        },
+    };
+
     /// <summary>The Hugging Face tensor names and shapes of a causal LM of <paramref name="config"/>, in checkpoint order.</summary>
     public static IReadOnlyList<(string Name, long[] Shape)> Tensors(LlamaConfig config)
     {
