@@ -83,6 +83,16 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
 
     /// <summary>Builds the model; with <paramref name="initializeWeights"/> false the weights are left uninitialised (to be loaded).</summary>
     public LlamaModel(LlamaConfig config, Device? device, ScalarType dtype, bool initializeWeights)
+        : this(config, device, dtype, initializeWeights, embeddingPlaceholder: false)
+    {
+    }
+
+    /// <summary>
+    /// Builds the model; with <paramref name="embeddingPlaceholder"/> the embedding is a one-row module whose weight
+    /// the caller replaces (<see cref="SharingWeightsOf"/>): TorchSharp's nn.Embedding always makes and initialises
+    /// its weight on the CPU first, which for a 128k vocabulary is a gigabyte touched for nothing.
+    /// </summary>
+    private LlamaModel(LlamaConfig config, Device? device, ScalarType dtype, bool initializeWeights, bool embeddingPlaceholder)
         : base(nameof(LlamaModel))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -91,7 +101,9 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         var paddingIdx = config.PadTokenId is { } pad && pad >= 0 && pad < config.VocabSize ? pad : (long?)null;
         // Not Embedding_from_pretrained: in TorchSharp 0.107 its registered parameter is not the tensor its
         // native forward reads, so loaded weights would be ignored.
-        _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
+        _embedTokens = embeddingPlaceholder
+            ? nn.Embedding(1, config.HiddenSize, device: new Device(DeviceType.META), dtype: dtype) // the padding row only shapes a gradient the frozen weight never gets
+            : nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)
         {
@@ -196,15 +208,27 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         ArgumentNullException.ThrowIfNull(release);
         var reference = weights.parameters().First();
         // Parameters are made uninitialised (torch.empty, pages never touched) and then pointed at the shared
-        // storage, which frees theirs; only the embedding's random initialisation touches memory, briefly.
-        var view = new LlamaModel(weights.Config, reference.device, reference.dtype, initializeWeights: false);
+        // storage, which frees theirs. The embedding is a placeholder given a parameter over the shared storage
+        // instead (set_ cannot move a tensor from the meta device to another).
+        const string embeddingKey = "embed_tokens.weight";
+        var view = new LlamaModel(weights.Config, reference.device, reference.dtype, initializeWeights: false, embeddingPlaceholder: true);
         try
         {
             var source = weights.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
             using (torch.no_grad())
             {
+                using (var placeholder = view._embedTokens.weight)
+                {
+                    view._embedTokens.weight = new Parameter(source[embeddingKey].detach(), requires_grad: false);
+                }
+
                 foreach (var (name, parameter) in view.named_parameters())
                 {
+                    if (name == embeddingKey)
+                    {
+                        continue;
+                    }
+
                     var shared = parameter.set_(source[name]); // a second handle to the same tensor
                     if (!ReferenceEquals(shared, parameter) && shared.Handle != parameter.Handle)
                     {

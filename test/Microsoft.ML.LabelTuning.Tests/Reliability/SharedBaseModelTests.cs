@@ -138,26 +138,23 @@ public sealed class SharedBaseModelTests
         }
     }
 
-    /// <summary>RSS as a second signal: a second decoder over a loaded base adds a small fraction of what the first load did.</summary>
+    /// <summary>
+    /// RSS as a second signal, in a fresh process (in this one, memory freed by earlier tests is reused and hides
+    /// growth): a second decoder over a loaded base adds a small fraction of what the first one did.
+    /// </summary>
     [TestMethod]
     public void ASecondDecoderOverALoadedBaseAddsAlmostNoResidentMemory()
     {
         var folder = TinyModels.CreateFolder(seed: 44, TinyModels.Config(hidden: 512, layers: 4, heads: 8, kvHeads: 2, intermediate: 1376, vocab: 4000));
         try
         {
-            GC.Collect();
-            var before = ResidentBytes();
-            using var first = SharedBaseModels.Rent(folder, CPU, ScalarType.Float32);
-            var afterFirst = ResidentBytes();
-            using var second = SharedBaseModels.Rent(folder, CPU, ScalarType.Float32);
-            var afterSecond = ResidentBytes();
-            var baseBytes = first.parameters().Sum(p => p.numel() * p.ElementSize);
-            var line = $"base {baseBytes / 1e6:F1} MB; first decoder +{(afterFirst - before) / 1e6:F1} MB RSS, second +{(afterSecond - afterFirst) / 1e6:F1} MB";
+            var words = TestHostProcess.Run("shared-base-rss", folder).Trim().Split(' ');
+            long Value(string key) => long.Parse(words[Array.IndexOf(words, key) + 1], System.Globalization.CultureInfo.InvariantCulture);
+            var (baseBytes, first, second) = (Value("base_bytes"), Value("first_rss"), Value("second_rss"));
+            var line = $"base {baseBytes / 1e6:F1} MB; first decoder +{first / 1e6:F1} MB RSS, second +{second / 1e6:F1} MB";
             Console.WriteLine(line);
-            Assert.AreEqual(2, SharedBaseModels.UsersOf(folder, CPU, ScalarType.Float32), "two decoders over one loaded base");
-            Assert.AreEqual(Storage(first.EmbedTokens.weight!), Storage(second.EmbedTokens.weight!));
-            Assert.IsTrue(afterFirst - before > baseBytes / 2, line);
-            Assert.IsTrue(afterSecond - afterFirst < baseBytes / 4, line);
+            Assert.IsTrue(first > baseBytes / 2, line);
+            Assert.IsTrue(second < baseBytes / 10, line);
         }
         finally
         {
@@ -187,17 +184,4 @@ public sealed class SharedBaseModelTests
 
     [DllImport("LibTorchSharp")]
     private static extern IntPtr THSStorage_data_ptr(IntPtr tensor);
-
-    private static long ResidentBytes()
-    {
-        foreach (var line in File.ReadLines("/proc/self/status"))
-        {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
-            {
-                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
-            }
-        }
-
-        return 0;
-    }
 }
