@@ -124,17 +124,16 @@ internal static class RealSizeBench
         var peakAfterStep = ProcessMemory.PeakRssBytes();
         var estimate = MemoryEstimate.For(decoder, classifier, 4, 128);
 
-        // Scoring: 32 rows of 128 tokens in batches of 8, first as decoders over a shared base do (W x + s·B·A x, no
-        // private copies), then through merged weights (W + s·B·A and q/k/v concatenated once), as unshared ones do.
-        var (scoreRows, _) = RandomBatch(32, 128, config.VocabSize, seed: 2);
-        // Unmerged before and after merged, the better of the two kept, so that the order does not decide.
+        // Scoring: 16 rows of 128 tokens in batches of 8 (after one warm-up batch), first as decoders over a shared
+        // base do (W x + s·B·A x, no private copies), then through merged weights (W + s·B·A and q/k/v concatenated
+        // once), as unshared ones do. A forward pass of a 1B model is ~2 GFLOP a token: ~30 s a pass on 2 cores.
+        var (scoreRows, _) = RandomBatch(16, 128, config.VocabSize, seed: 2);
         var unmergedRowsPerSecond = ScoreRowsPerSecond(classifier, scoreRows);
         SetMerged(classifier, true);
         var rssBeforeMerged = ProcessMemory.RssBytes();
         var mergedRowsPerSecond = ScoreRowsPerSecond(classifier, scoreRows);
         var mergedCopyBytes = ProcessMemory.RssBytes() - rssBeforeMerged;
         SetMerged(classifier, false);
-        unmergedRowsPerSecond = Math.Max(unmergedRowsPerSecond, ScoreRowsPerSecond(classifier, scoreRows));
         Console.Error.WriteLine($"realsize {name}: scoring {unmergedRowsPerSecond:F2} rows/s unmerged, {mergedRowsPerSecond:F2} merged");
 
         object? longRun = null;
@@ -201,10 +200,12 @@ internal static class RealSizeBench
     private static object PeerRatios(string name, LlamaConfig config, IClassifierModel classifier, AdamW optimizer,
         IReadOnlyList<(string Name, TorchSharp.Modules.Parameter Parameter)> trainable, TokenBatch batch, List<Example> examples, TokenBatch scoreRows)
     {
-        var python = Environment.GetEnvironmentVariable("LABELTUNING_PEER_PYTHON") ?? "python3";
-        if (!PythonHasTorch(python))
+        // As build.sh's peer_python: LABELTUNING_PEER_PYTHON, then python3 on the PATH, then the system's (Debian's python3-torch).
+        var python = new[] { Environment.GetEnvironmentVariable("LABELTUNING_PEER_PYTHON"), "python3", "/usr/bin/python3" }
+            .FirstOrDefault(candidate => !string.IsNullOrEmpty(candidate) && PythonHasTorch(candidate));
+        if (python is null)
         {
-            return new Dictionary<string, object> { ["skipped"] = $"'{python}' cannot import torch" };
+            return new Dictionary<string, object> { ["skipped"] = "no python3 that imports torch (set LABELTUNING_PEER_PYTHON)" };
         }
 
         var shape = new Dictionary<string, object>
