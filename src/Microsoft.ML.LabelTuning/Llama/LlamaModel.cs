@@ -90,7 +90,8 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
     /// <summary>
     /// Builds the model; with <paramref name="embeddingPlaceholder"/> the embedding is a one-row module whose weight
     /// the caller replaces (<see cref="SharingWeightsOf"/>): TorchSharp's nn.Embedding always makes and initialises
-    /// its weight on the CPU first, which for a 128k vocabulary is a gigabyte touched for nothing.
+    /// its weight on the CPU first (even for the meta device), which for a 128k vocabulary is a gigabyte touched for
+    /// nothing.
     /// </summary>
     private LlamaModel(LlamaConfig config, Device? device, ScalarType dtype, bool initializeWeights, bool embeddingPlaceholder)
         : base(nameof(LlamaModel))
@@ -102,7 +103,7 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         // Not Embedding_from_pretrained: in TorchSharp 0.107 its registered parameter is not the tensor its
         // native forward reads, so loaded weights would be ignored.
         _embedTokens = embeddingPlaceholder
-            ? nn.Embedding(1, config.HiddenSize, device: new Device(DeviceType.META), dtype: dtype) // the padding row only shapes a gradient the frozen weight never gets
+            ? nn.Embedding(1, config.HiddenSize, device: device, dtype: dtype) // the padding row only shapes a gradient the frozen weight never gets
             : nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)
@@ -208,8 +209,8 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         ArgumentNullException.ThrowIfNull(release);
         var reference = weights.parameters().First();
         // Parameters are made uninitialised (torch.empty, pages never touched) and then pointed at the shared
-        // storage, which frees theirs. The embedding is a placeholder given a parameter over the shared storage
-        // instead (set_ cannot move a tensor from the meta device to another).
+        // storage, which frees theirs. The embedding is a one-row placeholder given a parameter over the shared
+        // storage instead.
         const string embeddingKey = "embed_tokens.weight";
         var view = new LlamaModel(weights.Config, reference.device, reference.dtype, initializeWeights: false, embeddingPlaceholder: true);
         try
@@ -217,10 +218,12 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
             var source = weights.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
             using (torch.no_grad())
             {
-                using (var placeholder = view._embedTokens.weight)
-                {
-                    view._embedTokens.weight = new Parameter(source[embeddingKey].detach(), requires_grad: false);
-                }
+                // The registered placeholder is disposed once replaced (the weight getter would make a new handle).
+                var placeholder = view._embedTokens.named_parameters().Select(p => p.parameter).ToList();
+                var alias = source[embeddingKey].detach(); // the same storage
+                view._embedTokens.weight = new Parameter(alias, requires_grad: false);
+                alias.Dispose(); // emptied by Parameter, which took its handle, but counted as live until disposed
+                placeholder.ForEach(p => p.Dispose());
 
                 foreach (var (name, parameter) in view.named_parameters())
                 {

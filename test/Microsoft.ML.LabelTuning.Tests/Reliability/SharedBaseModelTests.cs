@@ -162,6 +162,29 @@ public sealed class SharedBaseModelTests
         }
     }
 
+    /// <summary>Renting and disposing decoders over a shared base, the base's load and release included, leaves no live tensor behind.</summary>
+    [TestMethod]
+    public void RentingAndDisposingLeavesNoLiveTensors()
+    {
+        SharedBaseModels.Rent(_model, CPU, ScalarType.Float32).Dispose(); // warm-up: lazily created caches
+        var baseline = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        using (var hold = SharedBaseModels.Hold(_model, CPU, ScalarType.Float32))
+        {
+            var held = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            SharedBaseModels.Rent(_model, CPU, ScalarType.Float32).Dispose();
+            Assert.AreEqual(held, DisposeScopeManager.Statistics.ThreadTotalLiveCount, "a decoder over a held base leaves nothing behind");
+        }
+
+        for (var i = 0; i < 3; i++)
+        {
+            using var first = SharedBaseModels.Rent(_model, CPU, ScalarType.Float32);
+            using var second = SharedBaseModels.Rent(_model, CPU, ScalarType.Float32);
+        }
+
+        Assert.AreEqual(0, SharedBaseModels.UsersOf(_model, CPU, ScalarType.Float32));
+        Assert.AreEqual(baseline, DisposeScopeManager.Statistics.ThreadTotalLiveCount, "live tensors after three rounds of two decoders");
+    }
+
     /// <summary>LoRA on one decoder over a shared base leaves the other's projections and weights alone.</summary>
     [TestMethod]
     public void WrappingOneDecoderInLoraLeavesTheOtherAlone()
