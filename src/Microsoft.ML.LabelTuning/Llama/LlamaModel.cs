@@ -176,9 +176,9 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
             var at = i == _layerArray.Length - 1 ? outputPositions : null;
             hidden = (checkpoint, at) switch
             {
-                (true, _) => LayerCheckpoint.Run(_layerArray[i], hidden, context, at), // [B, T or 1, D], activations recomputed in backward
-                (false, { } rows) => _layerArray[i].ForwardAt(hidden, context, rows),    // [B, 1, D]
-                (false, null) => _layerArray[i].call(hidden, context),                        // [B, T, D]
+                (true, _) => LayerCheckpoint.Run(_layerArray[i], hidden, context, at), // [B, T or 1, D]; recomputed in backward
+                (false, { } rows) => _layerArray[i].ForwardAt(hidden, context, rows),  // [B, 1, D]
+                (false, null) => _layerArray[i].call(hidden, context),                 // [B, T, D]
             };
             hiddenStates?.Add(hidden);
         }
