@@ -10,9 +10,9 @@ if (args is ["--load-child", var childFolder])
     return;
 }
 
-if (args is ["--realsize-child", var realSizeFolder, var realSizeShape])
+if (args is ["--realsize-child", var realSizeFolder, var realSizeShape, .. var childFlags])
 {
-    RealSizeBench.Child(realSizeFolder, realSizeShape);
+    RealSizeBench.Child(realSizeFolder, realSizeShape, peer: !childFlags.Contains("--no-peer"));
     return;
 }
 
@@ -39,8 +39,8 @@ if (args is ["peer", .. var peerArgs])
 if (args is ["realsize", .. var realSizeArgs])
 {
     // Opt-in, never part of the default run: writes ~2 GB checkpoints per shape and trains at 1B parameters (minutes,
-    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds.
-    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"));
+    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds; "realsize llama-3.2-1b" one shape; --no-peer skips the PyTorch side.
+    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"), peer: !realSizeArgs.Contains("--no-peer"), only: realSizeArgs.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray());
     return;
 }
 

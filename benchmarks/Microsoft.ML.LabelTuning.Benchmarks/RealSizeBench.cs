@@ -29,6 +29,7 @@ internal static class RealSizeBench
 {
     private const int Labels = 4;
     private const int Threads = 2;
+    private const int PeerPairs = 1;
 
     /// <summary>The shapes, by name (<see cref="RandomCheckpoint.Shapes"/>).</summary>
     public static IReadOnlyDictionary<string, LlamaConfig> Shapes => RandomCheckpoint.Shapes;
@@ -37,9 +38,9 @@ internal static class RealSizeBench
     /// The parent: writes each shape's checkpoint, measures it in a fresh process, deletes it. <paramref name="smoke"/>
     /// shrinks the shapes (hidden 256, 2 layers) to check the harness in seconds; its figures mean nothing.
     /// </summary>
-    public static void Run(Action<object> print, bool smoke)
+    public static void Run(Action<object> print, bool smoke, bool peer, IReadOnlyCollection<string> only)
     {
-        foreach (var (shapeName, shape) in Shapes)
+        foreach (var (shapeName, shape) in Shapes.Where(s => only.Count == 0 || only.Contains(s.Key)))
         {
             var (name, config) = smoke
                 ? (shapeName + "-smoke", shape with
@@ -62,6 +63,10 @@ internal static class RealSizeBench
                 start.ArgumentList.Add("--realsize-child");
                 start.ArgumentList.Add(folder);
                 start.ArgumentList.Add(name);
+                if (!peer)
+                {
+                    start.ArgumentList.Add("--no-peer");
+                }
                 using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the realsize child process.");
                 string? line;
                 while ((line = child.StandardOutput.ReadLine()) is not null)
@@ -83,7 +88,7 @@ internal static class RealSizeBench
     }
 
     /// <summary>The child: one shape, measured from a fresh process; prints one JSON line.</summary>
-    public static void Child(string folder, string name)
+    public static void Child(string folder, string name, bool peer = true)
     {
         TorchRuntime.EnsureInitialized();
         using var threads = TorchRuntime.UseThreads(Threads);
@@ -108,12 +113,12 @@ internal static class RealSizeBench
         var trainable = classifier.TrainableParameters();
         using var optimizer = new AdamW([new ParameterGroup("all", trainable, 1, 0.0)]);
 
-        // LoRA step at 4 × 128: one warm-up step, then the median of two.
+        // LoRA step at 4 × 128: one warm-up step, then one timed (a step of a 1B model is 15-40 s on 2 shared cores).
         var (batch, examples) = RandomBatch(4, 128, config.VocabSize, seed: 1);
         ProcessMemory.ResetPeak();
         var rssBeforeStep = ProcessMemory.RssBytes();
         var stepMs = new List<double>();
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < 2; i++)
         {
             clock.Restart();
             TrainStep(classifier, optimizer, trainable, batch, examples);
@@ -124,10 +129,10 @@ internal static class RealSizeBench
         var peakAfterStep = ProcessMemory.PeakRssBytes();
         var estimate = MemoryEstimate.For(decoder, classifier, 4, 128);
 
-        // Scoring: 16 rows of 128 tokens in batches of 8 (after one warm-up batch), first as decoders over a shared
-        // base do (W x + s·B·A x, no private copies), then through merged weights (W + s·B·A and q/k/v concatenated
-        // once), as unshared ones do. A forward pass of a 1B model is ~2 GFLOP a token: ~30 s a pass on 2 cores.
-        var (scoreRows, _) = RandomBatch(16, 128, config.VocabSize, seed: 2);
+        // Scoring: a batch of 8 rows of 128 tokens (after one warm-up batch), first as decoders over a shared base do
+        // (W x + s·B·A x, no private copies), then through merged weights (W + s·B·A and q/k/v concatenated once), as
+        // unshared ones do. A forward pass of a 1B model is ~2 GFLOP a token: several seconds a batch on 2 cores.
+        var (scoreRows, _) = RandomBatch(8, 128, config.VocabSize, seed: 2);
         var unmergedRowsPerSecond = ScoreRowsPerSecond(classifier, scoreRows);
         SetMerged(classifier, true);
         var rssBeforeMerged = ProcessMemory.RssBytes();
@@ -142,7 +147,9 @@ internal static class RealSizeBench
             longRun = LongStep(name, decoder, classifier, optimizer, trainable, config);
         }
 
-        var peer = PeerRatios(name, config, classifier, optimizer, trainable, batch, examples, scoreRows);
+        var peerRatios = peer
+            ? PeerRatios(name, config, classifier, optimizer, trainable, batch, examples, scoreRows)
+            : new Dictionary<string, object> { ["skipped"] = "--no-peer" };
         var record = new Dictionary<string, object?>
         {
             ["bench"] = "realsize",
@@ -164,7 +171,7 @@ internal static class RealSizeBench
             ["estimate_4x128_training_bytes"] = estimate.TrainingBytes,
             ["measured_4x128_training_bytes"] = peakAfterStep - rssBeforeStep,
             ["long_16x512_checkpointed"] = longRun,
-            ["peer"] = peer,
+            ["peer"] = peerRatios,
             ["threads"] = TorchRuntime.Threads,
             ["base_sha256"] = sha,
         };
@@ -229,7 +236,7 @@ internal static class RealSizeBench
         var trainRatios = new List<double>();
         var scoreRatios = new List<double>();
         var (scoreBatch, _) = RandomBatch(4, 128, config.VocabSize, seed: 4);
-        for (var pair = 0; pair < 2; pair++)
+        for (var pair = 0; pair < PeerPairs; pair++)
         {
             double ours, theirs;
             var clock = Stopwatch.StartNew();
@@ -259,7 +266,7 @@ internal static class RealSizeBench
         {
             ["step_ratio_peer_over_ours"] = Math.Round(Median(trainRatios), 3),
             ["score_ratio_peer_over_ours"] = Math.Round(Median(scoreRatios), 3),
-            ["pairs"] = 2,
+            ["pairs"] = PeerPairs,
             ["peer_impl"] = (string?)peer.Ask("config")["peer_impl"] ?? "unknown",
         };
     }
