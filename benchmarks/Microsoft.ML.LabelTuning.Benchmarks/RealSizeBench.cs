@@ -38,7 +38,7 @@ internal static class RealSizeBench
     /// The parent: writes each shape's checkpoint, measures it in a fresh process, deletes it. <paramref name="smoke"/>
     /// shrinks the shapes (hidden 256, 2 layers) to check the harness in seconds; its figures mean nothing.
     /// </summary>
-    public static void Run(Action<object> print, bool smoke, bool peer, IReadOnlyCollection<string> only)
+    public static void Run(Action<object> print, bool smoke, bool peer, bool longStep, IReadOnlyCollection<string> only)
     {
         foreach (var (shapeName, shape) in Shapes.Where(s => only.Count == 0 || only.Contains(s.Key)))
         {
@@ -67,6 +67,11 @@ internal static class RealSizeBench
                 {
                     start.ArgumentList.Add("--no-peer");
                 }
+
+                if (!longStep)
+                {
+                    start.ArgumentList.Add("--no-long");
+                }
                 using var child = Process.Start(start) ?? throw new InvalidOperationException("Could not start the realsize child process.");
                 string? line;
                 while ((line = child.StandardOutput.ReadLine()) is not null)
@@ -88,7 +93,7 @@ internal static class RealSizeBench
     }
 
     /// <summary>The child: one shape, measured from a fresh process; prints one JSON line.</summary>
-    public static void Child(string folder, string name, bool peer = true)
+    public static void Child(string folder, string name, bool peer = true, bool longStep = true)
     {
         TorchRuntime.EnsureInitialized();
         using var threads = TorchRuntime.UseThreads(Threads);
@@ -142,7 +147,7 @@ internal static class RealSizeBench
         Console.Error.WriteLine($"realsize {name}: scoring {unmergedRowsPerSecond:F2} rows/s unmerged, {mergedRowsPerSecond:F2} merged");
 
         object? longRun = null;
-        if (name.StartsWith("tinyllama-1.1b", StringComparison.Ordinal))
+        if (name.StartsWith("tinyllama-1.1b", StringComparison.Ordinal) && longStep)
         {
             longRun = LongStep(name, decoder, classifier, optimizer, trainable, config);
         }
