@@ -58,6 +58,23 @@ internal static class ProcessMemory
 
     public static long RssBytes() => Read("VmRSS:");
 
+    /// <summary>Resets the peak (VmHWM) to the current resident size, where Linux allows it (/proc/self/clear_refs).</summary>
+    public static void ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+        }
+        catch (IOException)
+        {
+            // Not Linux, or not allowed: the peak then includes what came before.
+        }
+        catch (UnauthorizedAccessException)
+        {
+            // As above.
+        }
+    }
+
     private static long Read(string key)
     {
         if (!File.Exists("/proc/self/status"))
@@ -66,6 +83,7 @@ internal static class ProcessMemory
         }
 
         var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
-        return line is null ? 0 : long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        // "VmHWM:\t  123456 kB": a tab, then spaces that run out from 10 GB on ("VmHWM:\t10466172 kB").
+        return line is null ? 0 : long.Parse(line[key.Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
     }
 }

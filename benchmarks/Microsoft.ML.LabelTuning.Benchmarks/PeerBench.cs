@@ -363,11 +363,11 @@ internal static partial class PeerBench
     }
 
     /// <summary>The peer script in --serve mode: one command a line in, one JSON line out.</summary>
-    private sealed class PeerProcess : IDisposable
+    internal sealed class PeerProcess : IDisposable
     {
         private readonly Process _process;
 
-        public PeerProcess(string python, string script, int threads)
+        public PeerProcess(string python, string script, int threads, params string[] extraArguments)
         {
             var start = new ProcessStartInfo(python)
             {
@@ -380,6 +380,10 @@ internal static partial class PeerBench
             start.ArgumentList.Add("--serve");
             start.ArgumentList.Add("--threads");
             start.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
+            foreach (var argument in extraArguments)
+            {
+                start.ArgumentList.Add(argument);
+            }
             _process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start '{python} {script}'.");
         }
 

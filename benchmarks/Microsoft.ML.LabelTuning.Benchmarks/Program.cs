@@ -10,6 +10,12 @@ if (args is ["--load-child", var childFolder])
     return;
 }
 
+if (args is ["--realsize-child", var realSizeFolder, var realSizeShape, .. var childFlags])
+{
+    RealSizeBench.Child(realSizeFolder, realSizeShape, peer: !childFlags.Contains("--no-peer"), longStep: !childFlags.Contains("--no-long"));
+    return;
+}
+
 TorchRuntime.EnsureInitialized();
 var json = new JsonSerializerOptions { WriteIndented = false };
 void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, record.GetType(), json));
@@ -37,6 +43,14 @@ if (args is ["peer", .. var peerArgs])
     }
 
     PeerBench.Run(Print, pairs, runs, warmup: 3, parts);
+    return;
+}
+
+if (args is ["realsize", .. var realSizeArgs])
+{
+    // Opt-in, never part of the default run: writes ~2 GB checkpoints per shape and trains at 1B parameters (minutes,
+    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds; "realsize llama-3.2-1b" one shape; --no-peer skips the PyTorch side, --no-long the 16 x 512 step.
+    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"), peer: !realSizeArgs.Contains("--no-peer"), longStep: !realSizeArgs.Contains("--no-long"), only: realSizeArgs.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray());
     return;
 }
 

@@ -583,9 +583,13 @@ def main():
     parser.add_argument("--phase", default="train", choices=["train", "inference"])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--config", default=None,
+                        help="JSON object of CONFIG entries to replace (the realsize bench passes the 1B shapes)")
     args = parser.parse_args()
 
     c = dict(CONFIG, threads=args.threads)
+    if args.config:
+        c.update(json.loads(args.config))
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     impl, impl_note = detect_impl(args.force_pytorch)

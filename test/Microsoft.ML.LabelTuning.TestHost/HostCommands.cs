@@ -51,7 +51,7 @@ public static class HostCommands
                     "  | train-checkpointed <ls-llama|ls-llama-best|prompt-tuning> <modelDir> <checkpointDir> <scores.txt> [--slow-ms N] [--pause-at-step N]\n" +
                     "  | save-loop <source.zip> <folder> <firstIteration> [--stall weights|state|model|plain --stall-at N]\n" +
                     "  | memory-probe <modelDir> <batch> <sequenceLength>\n" +
-                    "  | write-random-checkpoint <folder> <hidden> <layers> <intermediate> <vocab> [--tied] | load-rss <folder>");
+                    "  | write-random-checkpoint <folder> <hidden> <layers> <intermediate> <vocab> [--tied] | load-rss <folder> | shared-base-rss <folder>");
                 return 2;
         }
     }

@@ -44,6 +44,8 @@ public static class ReliabilityCommands
             case ["write-random-checkpoint", var folder, var hidden, var layers, var intermediate, var vocab, .. var rest]:
                 return WriteRandomCheckpoint(folder, int.Parse(hidden, CultureInfo.InvariantCulture), int.Parse(layers, CultureInfo.InvariantCulture),
                     int.Parse(intermediate, CultureInfo.InvariantCulture), int.Parse(vocab, CultureInfo.InvariantCulture), rest.Contains("--tied"));
+            case ["shared-base-rss", var folder]:
+                return SharedBaseRss(folder);
             case ["load-rss", var folder]:
                 return LoadRss(folder);
             default:
@@ -94,6 +96,26 @@ public static class ReliabilityCommands
         var lmHead = model.named_parameters().Any(p => p.name.Contains("lm_head", StringComparison.Ordinal));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"fp32_param_bytes {parameterBytes} rss_before {before} peak_rss {peak} peak_over_params {(double)peak / parameterBytes:F3} peak_minus_before_over_params {(double)(peak - before) / parameterBytes:F3} load_s {seconds:F2} lm_head {lmHead}"));
+        return 0;
+    }
+
+    /// <summary>
+    /// Rents two decoders over one shared base and prints the float32 parameter bytes and the resident memory each
+    /// rent added, in bytes: <c>base_bytes B first_rss F second_rss S</c>.
+    /// </summary>
+    private static int SharedBaseRss(string folder)
+    {
+        Runtime.TorchRuntime.EnsureInitialized();
+        torch.zeros(1).Dispose();
+        GC.Collect();
+        var before = StatusKb("VmRSS") * 1024;
+        using var first = Transformers.SharedBaseModels.Rent(folder, torch.CPU, torch.ScalarType.Float32);
+        var afterFirst = StatusKb("VmRSS") * 1024;
+        using var second = Transformers.SharedBaseModels.Rent(folder, torch.CPU, torch.ScalarType.Float32);
+        var afterSecond = StatusKb("VmRSS") * 1024;
+        var baseBytes = first.parameters().Sum(p => p.numel() * 4);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"base_bytes {baseBytes} first_rss {afterFirst - before} second_rss {afterSecond - afterFirst}"));
         return 0;
     }
 
@@ -328,7 +350,8 @@ public static class ReliabilityCommands
     private static long StatusKb(string key)
     {
         var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith(key + ":", StringComparison.Ordinal));
-        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+        // "VmHWM:\t  123456 kB": a tab, then spaces that run out from 10 GB on ("VmHWM:\t10466172 kB").
+        return long.Parse(line[(key.Length + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
     }
 
     /// <summary>The schema plus a Boolean column named <c>Version_i</c>: the iteration travels inside the zip.</summary>

@@ -68,6 +68,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     private readonly int _kvHeads;
     private readonly int _headDim;
     private (Tensor Weight, Tensor? Bias)? _scoringQkv;
+    private bool _cacheScoringWeights = true;
 
     public LlamaAttention(LlamaConfig config, int layerIndex, Device? device = null, ScalarType dtype = ScalarType.Float32)
         : base(nameof(LlamaAttention))
@@ -89,6 +90,21 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
 
     /// <summary>Gets or sets a value indicating whether q/k/v run as one matmul while all three are plain Linear.</summary>
     public bool FuseQkv { get; set; } = true;
+
+    /// <summary>
+    /// Gets or sets a value indicating whether scoring builds the concatenated (and LoRA-merged) q/k/v weight once and
+    /// keeps it. Off for decoders over shared weights, where it would be a private copy of them per user; scoring then
+    /// concatenates per call and adds the low-rank updates, as training does.
+    /// </summary>
+    public bool CacheScoringWeights
+    {
+        get => _cacheScoringWeights;
+        set
+        {
+            DropScoringQkv();
+            _cacheScoringWeights = value;
+        }
+    }
 
     /// <summary>Gets the projections under their state-dict names (the current modules, replaced or not).</summary>
     public IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> Projections
@@ -228,7 +244,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
     {
         var qSize = _heads * _headDim;
         var kvSize = _kvHeads * _headDim;
-        if (FuseQkv && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
+        if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
         {
             var parts = nn.functional.linear(x, fusedWeight, fusedBias).split([qSize, kvSize, kvSize], -1); // 3 × [B, T, ·]
             return (parts[0], parts[1], parts[2]);

@@ -73,6 +73,7 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
 
     private readonly LlamaDecoderLayer[] _layerArray;
     private readonly RotaryEmbedding _rotary;
+    private IDisposable? _sharedWeights;
 
     /// <summary>Builds the model with Hugging Face's initialisation (see <see cref="LlamaInit.InitializeWeights"/>).</summary>
     public LlamaModel(LlamaConfig config, Device? device = null, ScalarType dtype = ScalarType.Float32)
@@ -82,6 +83,17 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
 
     /// <summary>Builds the model; with <paramref name="initializeWeights"/> false the weights are left uninitialised (to be loaded).</summary>
     public LlamaModel(LlamaConfig config, Device? device, ScalarType dtype, bool initializeWeights)
+        : this(config, device, dtype, initializeWeights, embeddingPlaceholder: false)
+    {
+    }
+
+    /// <summary>
+    /// Builds the model; with <paramref name="embeddingPlaceholder"/> the embedding is a one-row module whose weight
+    /// the caller replaces (<see cref="SharingWeightsOf"/>): TorchSharp's nn.Embedding always makes and initialises
+    /// its weight on the CPU first (even for the meta device), which for a 128k vocabulary is a gigabyte touched for
+    /// nothing.
+    /// </summary>
+    private LlamaModel(LlamaConfig config, Device? device, ScalarType dtype, bool initializeWeights, bool embeddingPlaceholder)
         : base(nameof(LlamaModel))
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -90,7 +102,9 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         var paddingIdx = config.PadTokenId is { } pad && pad >= 0 && pad < config.VocabSize ? pad : (long?)null;
         // Not Embedding_from_pretrained: in TorchSharp 0.107 its registered parameter is not the tensor its
         // native forward reads, so loaded weights would be ignored.
-        _embedTokens = nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
+        _embedTokens = embeddingPlaceholder
+            ? nn.Embedding(1, config.HiddenSize, device: device, dtype: dtype) // the padding row only shapes a gradient the frozen weight never gets
+            : nn.Embedding(config.VocabSize, config.HiddenSize, padding_idx: paddingIdx, device: device, dtype: dtype);
         _layers = new ModuleList<LlamaDecoderLayer>();
         for (var i = 0; i < config.NumHiddenLayers; i++)
         {
@@ -107,8 +121,21 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         }
     }
 
+    /// <summary>
+    /// Gets a value indicating whether this decoder's parameters are the storage of a shared frozen base (see
+    /// <see cref="SharingWeightsOf"/>): nothing may write into them, and scoring keeps no merged copies of them.
+    /// </summary>
+    public bool SharesBaseWeights => _sharedWeights is not null;
+
     /// <summary>Gets the validated architecture.</summary>
     public LlamaConfig Config { get; }
+
+    /// <summary>
+    /// Gets or sets a value indicating whether training passes (training mode, gradients on) checkpoint every decoder
+    /// layer: only each layer's input is kept and its activations are recomputed in the backward pass (see
+    /// <see cref="LayerCheckpoint"/>). The gradients are the same; activation memory grows with one layer rather than all.
+    /// </summary>
+    public bool GradientCheckpointing { get; set; }
 
     /// <summary>Gets the decoder layers.</summary>
     public IReadOnlyList<LlamaDecoderLayer> Layers => _layerArray;
@@ -141,13 +168,18 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         var context = new AttentionContext(cos, sin, mask, useCausalFlag, prefixLength > 0 ? input.PrefixKeyValues : null, input.Cache);
 
         var outputPositions = CheckOutputPositions(input, b, t);
+        var checkpoint = GradientCheckpointing && training && torch.is_grad_enabled() && input.Cache is null;
         var hidden = embeds;
         List<Tensor>? hiddenStates = input.OutputHiddenStates ? [embeds] : null;
         for (var i = 0; i < _layerArray.Length; i++)
         {
-            hidden = outputPositions is not null && i == _layerArray.Length - 1
-                ? _layerArray[i].ForwardAt(hidden, context, outputPositions) // [B, 1, D]
-                : _layerArray[i].call(hidden, context);                      // [B, T, D]
+            var at = i == _layerArray.Length - 1 ? outputPositions : null;
+            hidden = (checkpoint, at) switch
+            {
+                (true, _) => LayerCheckpoint.Run(_layerArray[i], hidden, context, at), // [B, T or 1, D]; recomputed in backward
+                (false, { } rows) => _layerArray[i].ForwardAt(hidden, context, rows),  // [B, 1, D]
+                (false, null) => _layerArray[i].call(hidden, context),                 // [B, T, D]
+            };
             hiddenStates?.Add(hidden);
         }
 
@@ -164,6 +196,67 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         return new LlamaOutput(last, hiddenStates);
     }
 
+    /// <summary>
+    /// Builds a decoder whose every parameter is the same storage as the one of the same name in
+    /// <paramref name="weights"/> (one copy in memory, whatever each user then wraps around its own modules: LoRA
+    /// replaces this decoder's projections, not those of <paramref name="weights"/>). The new decoder's parameters
+    /// are frozen; its attention keeps no concatenated or merged scoring copies, which would be private copies of the
+    /// shared weights. <paramref name="release"/> is disposed with the new decoder.
+    /// </summary>
+    internal static LlamaModel SharingWeightsOf(LlamaModel weights, IDisposable release)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(release);
+        var reference = weights.parameters().First();
+        // Parameters are made uninitialised (torch.empty, pages never touched) and then pointed at the shared
+        // storage, which frees theirs. The embedding is a one-row placeholder given a parameter over the shared
+        // storage instead.
+        const string embeddingKey = "embed_tokens.weight";
+        var view = new LlamaModel(weights.Config, reference.device, reference.dtype, initializeWeights: false, embeddingPlaceholder: true);
+        try
+        {
+            var source = weights.named_parameters().ToDictionary(p => p.name, p => p.parameter, StringComparer.Ordinal);
+            using (torch.no_grad())
+            {
+                // The registered placeholder is disposed once replaced (the weight getter would make a new handle).
+                var placeholder = view._embedTokens.named_parameters().Select(p => p.parameter).ToList();
+                var alias = source[embeddingKey].detach(); // the same storage
+                view._embedTokens.weight = new Parameter(alias, requires_grad: false);
+                alias.Dispose(); // emptied by Parameter, which took its handle, but counted as live until disposed
+                placeholder.ForEach(p => p.Dispose());
+
+                foreach (var (name, parameter) in view.named_parameters())
+                {
+                    if (name == embeddingKey)
+                    {
+                        continue;
+                    }
+
+                    var shared = parameter.set_(source[name]); // a second handle to the same tensor
+                    if (!ReferenceEquals(shared, parameter) && shared.Handle != parameter.Handle)
+                    {
+                        shared.Dispose();
+                    }
+
+                    parameter.requires_grad = false;
+                }
+            }
+
+            foreach (var layer in view.Layers)
+            {
+                layer.SelfAttention.CacheScoringWeights = false;
+            }
+        }
+        catch
+        {
+            view.Dispose();
+            throw;
+        }
+
+        view._sharedWeights = release;
+        return view;
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing)
@@ -172,6 +265,12 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         }
 
         base.Dispose(disposing);
+        if (disposing)
+        {
+            var release = _sharedWeights;
+            _sharedWeights = null;
+            release?.Dispose(); // after this decoder's handles are gone
+        }
     }
 
     private Tensor Embed(LlamaInput input)

@@ -29,6 +29,7 @@ public sealed partial class LabelTuningExperiment
     private readonly MLContext _ml;
     private readonly LabelTuningExperimentSettings _settings;
     private IDataView? _train;
+    private SharedBaseModels.DeferredHold? _baseHold;
     private IDataView? _validation;
     private LabelTuningSearchSpace? _space;
     private LabelTuningMetric _metric = LabelTuningMetric.MacroAccuracy;
@@ -208,6 +209,8 @@ public sealed partial class LabelTuningExperiment
 
     internal LabelTuningExperimentResult Run(CancellationToken cancellationToken)
     {
+        // Trials are disposed one after another; this keeps their frozen base loaded between them.
+        using var baseHold = _baseHold = new SharedBaseModels.DeferredHold();
         _settings.Validate();
         if (_train is null || _validation is null)
         {
@@ -405,6 +408,7 @@ public sealed partial class LabelTuningExperiment
             clock.Start();
             trained = Fit(proposal.Method, options, data.Binary, data.Train);
             clock.Stop();
+            _baseHold?.Ensure(trained.Runtime);
             var metrics = Evaluate(trained, data);
             ITransformer model = data.KeyMap is null ? trained : new TransformerChain<ITransformer>(data.KeyMap, trained);
             return (new TrialResult

@@ -108,6 +108,15 @@ public abstract class LabelTuningOptions
     public MemoryCheck MemoryCheck { get; set; } = MemoryCheck.Warn;
 
     /// <summary>
+    /// Whether each decoder layer is checkpointed while training: only its input is kept for the backward pass and its
+    /// activations are recomputed there, so activation memory grows with one layer rather than all of them, for about
+    /// a third more compute per step. The gradients are the same. <see cref="Training.GradientCheckpointing.Auto"/>
+    /// (the default) turns it on when the memory estimate of a batch does not fit otherwise (before micro-batching is
+    /// considered); it then needs <see cref="MemoryCheck"/> other than Off, and is off with Off.
+    /// </summary>
+    public GradientCheckpointing GradientCheckpointing { get; set; } = GradientCheckpointing.Auto;
+
+    /// <summary>
     /// Optional text put before every input (training and scoring alike) and saved with the model, e.g. an instruction
     /// such as "Classify the sentiment of this review:". Its tokens follow BOS and are never truncated in favour of the
     /// text. Sequence classification only. Default null (no prefix). GPTA's assistant writes this.
@@ -149,6 +158,11 @@ public abstract class LabelTuningOptions
         if (ClassWeights is not null && ClassWeights.Any(w => !(w > 0) || !float.IsFinite(w)))
         {
             throw new ArgumentOutOfRangeException(nameof(ClassWeights), "Every class weight must be a positive finite number.");
+        }
+
+        if (!Enum.IsDefined(GradientCheckpointing))
+        {
+            throw new ArgumentOutOfRangeException(nameof(GradientCheckpointing), GradientCheckpointing, "GradientCheckpointing must be Auto, On or Off.");
         }
 
         _ = Runtime.DeviceSelection.ParseDtype(Dtype);

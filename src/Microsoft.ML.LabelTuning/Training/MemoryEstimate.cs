@@ -18,6 +18,19 @@ public enum MemoryCheck
     Off,
 }
 
+/// <summary>Whether decoder layers are checkpointed while training (see <see cref="LabelTuningOptions.GradientCheckpointing"/>).</summary>
+public enum GradientCheckpointing
+{
+    /// <summary>On when the memory estimate of a batch does not fit without it (the default).</summary>
+    Auto,
+
+    /// <summary>Always: keep each layer's input only and recompute its activations in the backward pass.</summary>
+    On,
+
+    /// <summary>Never: keep every layer's activations.</summary>
+    Off,
+}
+
 /// <summary>
 /// An estimate, made before training, of the memory a fine-tuning run needs: the model's parameters, the gradients
 /// and AdamW's two moments of the trainable ones, and the activations autograd keeps for one micro-batch of the
@@ -31,6 +44,7 @@ public enum MemoryCheck
 /// <param name="AttentionBytes">Attention masks: batch × tokens² (the fused attention kernel keeps no heads × tokens² scores).</param>
 /// <param name="BatchSize">The decoder rows of a micro-batch the activations are for (texts, times the label pairs where a method runs each text with several labels).</param>
 /// <param name="SequenceLength">The positions per row the activations are for (the longest example, plus virtual tokens or label positions).</param>
+/// <param name="Checkpointing">Whether the activations are those of a run with gradient checkpointing (each layer's input, plus one layer's activations).</param>
 internal sealed record MemoryEstimate(
     long ParameterBytes,
     long GradientBytes,
@@ -38,7 +52,8 @@ internal sealed record MemoryEstimate(
     long ActivationBytes,
     long AttentionBytes,
     int BatchSize,
-    int SequenceLength)
+    int SequenceLength,
+    bool Checkpointing = false)
 {
     /// <summary>
     /// Hidden-width vectors autograd keeps per token and layer: the norms' inputs and outputs, q, the rotary
@@ -73,14 +88,22 @@ internal sealed record MemoryEstimate(
     /// <param name="elementBytes">Bytes per element of the compute dtype (4 for float32, 2 for bfloat16 and float16).</param>
     /// <param name="batchSize">Examples per micro-batch.</param>
     /// <param name="sequenceLength">Tokens per example, soft-prompt tokens included.</param>
-    public static MemoryEstimate For(LlamaConfig config, long parameterCount, long trainableCount, int elementBytes, int batchSize, int sequenceLength)
+    /// <param name="checkpointing">
+    /// Whether layers are checkpointed: then each layer keeps its input (one hidden-width vector per token) and one
+    /// layer at a time holds its full activations, recomputed in the backward pass.
+    /// </param>
+    public static MemoryEstimate For(
+        LlamaConfig config, long parameterCount, long trainableCount, int elementBytes, int batchSize, int sequenceLength, bool checkpointing = false)
     {
         ArgumentNullException.ThrowIfNull(config);
         double tokens = (double)batchSize * sequenceLength;
         double layers = config.NumHiddenLayers;
         double keyValueWidth = (double)config.KeyValueHeadCount * config.HeadDimension;
         var perToken = (HiddenVectorsPerToken * config.HiddenSize) + (KeyValueVectorsPerToken * keyValueWidth) + (MlpVectorsPerToken * config.IntermediateSize);
-        var activations = ((tokens * layers * perToken) + (tokens * config.HiddenSize * 4)) * elementBytes; // + embeddings, final norm, pooling
+        var kept = checkpointing
+            ? (tokens * layers * config.HiddenSize) + (tokens * perToken) // the layers' inputs, one layer recomputed
+            : tokens * layers * perToken;
+        var activations = (kept + (tokens * config.HiddenSize * 4)) * elementBytes; // + embeddings, final norm, pooling
         var attention = (double)batchSize * sequenceLength * sequenceLength * MaskMatricesPerExample * elementBytes;
         return new MemoryEstimate(
             parameterCount * elementBytes,
@@ -89,11 +112,12 @@ internal sealed record MemoryEstimate(
             Saturate(activations),
             Saturate(attention),
             batchSize,
-            sequenceLength);
+            sequenceLength,
+            checkpointing);
     }
 
     /// <summary>Estimates a run of <paramref name="classifier"/> over <paramref name="model"/> (parameters counted once, from both).</summary>
-    internal static MemoryEstimate For(LlamaModel model, Training.IClassifierModel classifier, int batchSize, int sequenceLength)
+    internal static MemoryEstimate For(LlamaModel model, Training.IClassifierModel classifier, int batchSize, int sequenceLength, bool checkpointing = false)
     {
         var all = new Dictionary<IntPtr, long>();
         var elementBytes = 4;
@@ -119,8 +143,17 @@ internal sealed record MemoryEstimate(
         }
 
         var (rows, positions) = classifier.TrainingShape(batchSize, sequenceLength);
-        return For(model.Config, all.Values.Sum(), trainable, elementBytes, rows, positions);
+        return For(model.Config, all.Values.Sum(), trainable, elementBytes, rows, positions, checkpointing);
     }
+
+    /// <summary>Gets the name and size of the largest part of <see cref="TrainingBytes"/>.</summary>
+    public (string Name, long Bytes) LargestTrainingTerm => new[]
+    {
+        ("activations", ActivationBytes),
+        ("attention masks", AttentionBytes),
+        ("AdamW state", OptimizerBytes),
+        ("gradients", GradientBytes),
+    }.MaxBy(term => term.Item2);
 
     /// <summary>Formats a byte count as "1.23 GB" (powers of 1024, to match what the OS reports).</summary>
     public static string FormatBytes(long bytes)
@@ -141,7 +174,8 @@ internal sealed record MemoryEstimate(
     public override string ToString()
         => $"about {FormatBytes(TotalBytes)}: parameters {FormatBytes(ParameterBytes)}, gradients {FormatBytes(GradientBytes)}, " +
            $"AdamW state {FormatBytes(OptimizerBytes)}, activations {FormatBytes(ActivationBytes)} and attention masks " +
-           $"{FormatBytes(AttentionBytes)} for a micro-batch of {BatchSize} rows × {SequenceLength} positions";
+           $"{FormatBytes(AttentionBytes)} for a micro-batch of {BatchSize} rows × {SequenceLength} positions" +
+           (Checkpointing ? ", layers checkpointed" : string.Empty);
 
     private static long Saturate(double bytes) => bytes >= long.MaxValue ? long.MaxValue : (long)bytes;
 }
@@ -218,10 +252,15 @@ internal static class MemoryBudget
             return null;
         }
 
+        var (largest, largestBytes) = estimate.LargestTrainingTerm;
+        var checkpointing = estimate.Checkpointing
+            ? string.Empty
+            : "set GradientCheckpointing to On (or leave it Auto) to keep one layer's activations instead of all, ";
         var message =
             $"This run would need {MemoryEstimate.FormatBytes(estimate.TrainingBytes)} beyond the loaded model but only " +
-            $"{MemoryEstimate.FormatBytes(available)} is available. Estimate: {estimate}. Lower BatchSize (and raise " +
-            "GradientAccumulationSteps to keep the effective batch) or MaxSequenceLength, or set MemoryCheck to Off to train anyway.";
+            $"{MemoryEstimate.FormatBytes(available)} is available; the largest part is the {largest} ({MemoryEstimate.FormatBytes(largestBytes)}). " +
+            $"Estimate: {estimate}. To shrink it, {checkpointing}lower BatchSize (and raise GradientAccumulationSteps to keep the " +
+            "effective batch; MemoryCheck Warn splits batches into micro-batches itself) or MaxSequenceLength, or set MemoryCheck to Off to train anyway.";
         if (mode == MemoryCheck.Fail)
         {
             throw new InvalidOperationException(message);

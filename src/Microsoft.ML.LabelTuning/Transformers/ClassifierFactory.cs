@@ -27,11 +27,14 @@ internal enum LabelKind
 /// <summary>Fits and rebuilds classifiers: the part of every trainer that is not method-specific.</summary>
 internal static class ClassifierFactory
 {
-    /// <summary>Loads the base decoder and tokenizer of a Hugging Face model folder.</summary>
+    /// <summary>
+    /// Loads the tokenizer of a Hugging Face model folder and a decoder over the process's shared copy of its frozen
+    /// weights (<see cref="SharedBaseModels"/>).
+    /// </summary>
     public static (LlamaModel Model, LlamaTextTokenizer Tokenizer) LoadBase(string folder, Device device, ScalarType dtype)
     {
         var tokenizer = LoadTokenizer(folder);
-        return (LoadDecoder(folder, device, dtype), tokenizer);
+        return (SharedBaseModels.Rent(folder, device, dtype), tokenizer);
     }
 
     /// <summary>
@@ -148,7 +151,7 @@ internal static class ClassifierFactory
             validation = Encode(validRows, encoder, channel, "validation", out _);
         }
 
-        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: false);
+        return TrainAndDescribe(options, method, settings, classes, SharedBaseModels.Rent(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: false);
     }
 
     /// <summary>Fits a token classifier (NER): the label is a vector of keys, one per space-separated word.</summary>
@@ -195,7 +198,7 @@ internal static class ClassifierFactory
             throw new ArgumentException($"The training data has no rows with labelled words in column '{options.LabelColumnName}'.", nameof(data));
         }
 
-        return TrainAndDescribe(options, method, settings, classes, LoadDecoder(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: true);
+        return TrainAndDescribe(options, method, settings, classes, SharedBaseModels.Rent(options.ModelPath, device, dtype), tokenizer, train, validation, seed, device, channel, tokenLevel: true);
     }
 
     /// <summary>
@@ -263,10 +266,14 @@ internal static class ClassifierFactory
             options.GradientAccumulationSteps, options.MaxGradientNorm, options.EarlyStoppingPatience, seed, options.ClassWeights,
             tokenizer.PaddingId, device, options.Progress, options.CancellationToken, options.CheckpointFolder, options.CheckpointEverySteps,
             RunFingerprint(method, settings, options, seed, scales, train, validation, baseSha), scales);
+        var checkpointing = options.GradientCheckpointing == GradientCheckpointing.On;
         if (options.MemoryCheck != MemoryCheck.Off)
         {
-            plan = plan with { MicroBatchSize = CheckMemory(options, model, classifier, train, device, channel) };
+            (var micro, checkpointing) = CheckMemory(options, model, classifier, train, device, channel);
+            plan = plan with { MicroBatchSize = micro };
         }
+
+        model.GradientCheckpointing = checkpointing;
 
         var summary = ClassifierTrainingTask.Run(classifier, train, validation, plan, channel);
         channel.Info($"trained {summary.Steps} steps, {summary.TrainableParameters:N0} trainable parameters, final loss {summary.FinalLoss:F4}");
@@ -287,14 +294,28 @@ internal static class ClassifierFactory
     /// Estimates the memory of the worst micro-batch (the length-grouped batcher puts the longest examples together).
     /// Under <see cref="MemoryCheck.Warn"/> a batch that does not fit is split into smaller micro-batches whose
     /// gradients accumulate (returned; null keeps the batch whole); what the user should know reaches both the ML.NET
-    /// log and the progress receiver, which is what a console sees. <see cref="MemoryCheck.Fail"/> refuses.
+    /// log and the progress receiver, which is what a console sees. <see cref="MemoryCheck.Fail"/> refuses. Before
+    /// any of that, <see cref="GradientCheckpointing.Auto"/> turns checkpointing on when the batch does not fit
+    /// without it (returned).
     /// </summary>
-    private static int? CheckMemory(LabelTuningOptions options, LlamaModel model, IClassifierModel classifier, List<Example> train, Device device, IChannel channel)
+    private static (int? MicroBatch, bool Checkpointing) CheckMemory(
+        LabelTuningOptions options, LlamaModel model, IClassifierModel classifier, List<Example> train, Device device, IChannel channel)
     {
         var batchSize = Math.Min(options.BatchSize, train.Count);
         var longest = train.Max(e => e.Ids.Length);
         var available = MemoryBudget.AvailableBytes(device);
-        MemoryEstimate EstimateFor(int rows) => MemoryEstimate.For(model, classifier, rows, longest);
+        var checkpointing = options.GradientCheckpointing == GradientCheckpointing.On;
+        if (options.GradientCheckpointing == GradientCheckpointing.Auto && available is { } free
+            && MemoryEstimate.For(model, classifier, batchSize, longest).TrainingBytes > free)
+        {
+            checkpointing = true;
+            channel.Info(
+                $"gradient checkpointing on: without it a batch of {batchSize} rows would need " +
+                $"{MemoryEstimate.FormatBytes(MemoryEstimate.For(model, classifier, batchSize, longest).TrainingBytes)} beyond the loaded model " +
+                $"and {MemoryEstimate.FormatBytes(free)} is available; with it, {MemoryEstimate.For(model, classifier, batchSize, longest, checkpointing: true)}");
+        }
+
+        MemoryEstimate EstimateFor(int rows) => MemoryEstimate.For(model, classifier, rows, longest, checkpointing);
         var micro = options.MemoryCheck == MemoryCheck.Warn ? MemoryBudget.FittingMicroBatch(EstimateFor, batchSize, available) : null;
         string? warning;
         if (micro is { } rows)
@@ -320,7 +341,7 @@ internal static class ClassifierFactory
             });
         }
 
-        return micro;
+        return (micro, checkpointing);
     }
 
     private static List<Example> EncodeWords(List<(string Text, uint[] Labels)> rows, WordEncoder encoder, IChannel channel, string textColumn, string labelColumn)

@@ -83,6 +83,7 @@ public sealed class PublicSurfaceTests
         "Sweep.SweepStopReason",
         "Sweep.TrialResult",
         "Sweep.TrialStatus",
+        "Training.GradientCheckpointing",
         "Training.LabelTuningOptions",
         "Training.MemoryCheck",
         "Training.TrainingProgress",

@@ -80,7 +80,9 @@ public sealed class TrainingPlanningTests
         try
         {
             var reports = new List<TrainingProgress>();
-            using var split = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(Options(MemoryCheck.Warn, reports)).Fit(train);
+            var options = Options(MemoryCheck.Warn, reports);
+            options.GradientCheckpointing = GradientCheckpointing.Off; // Auto would checkpoint first, and then the batch fits
+            using var split = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(train);
             var warning = reports.SingleOrDefault(r => r.Kind == TrainingProgressKind.Warning);
             Assert.IsNotNull(warning, "the progress receiver sees the change");
             StringAssert.Contains(warning.Message, "2 micro-batches of at most 4 rows");
@@ -96,6 +98,20 @@ public sealed class TrainingPlanningTests
 
             var losses = wholeReports.Where(r => r.IsStep).Zip(reports.Where(r => r.IsStep), (a, b) => Math.Abs(a.Loss - b.Loss));
             Assert.IsTrue(losses.All(d => d < 1e-4), "the same loss at every step");
+
+            // Auto: checkpointing alone makes the batch fit, so the batch stays whole and nothing is worth a warning.
+            var autoReports = new List<TrainingProgress>();
+            using var checkpointed = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(Options(MemoryCheck.Warn, autoReports)).Fit(train);
+            Assert.IsFalse(autoReports.Any(r => r.Kind == TrainingProgressKind.Warning), "checkpointing fits the batch");
+            Assert.IsTrue(((LlamaSequenceClassifier)checkpointed.Runtime.Classifier).Model.GradientCheckpointing, "Auto turned checkpointing on");
+            var fromCheckpointed = checkpointed.Transform(test).GetColumn<float[]>("Score").ToArray();
+            for (var i = 0; i < expected.Length; i++)
+            {
+                for (var c = 0; c < expected[i].Length; c++)
+                {
+                    Assert.AreEqual(expected[i][c], fromCheckpointed[i][c], 1e-5, $"checkpointed: row {i} class {c}");
+                }
+            }
         }
         finally
         {

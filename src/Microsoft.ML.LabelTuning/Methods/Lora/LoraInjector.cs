@@ -18,7 +18,7 @@ internal static class LoraInjector
                 Func<TorchSharp.Modules.Linear, TorchSharp.torch.nn.Module<TorchSharp.torch.Tensor, TorchSharp.torch.Tensor>> factory = linear =>
                 {
                     replaced = linear;
-                    return new LoraLinear(linear, rank, alpha, dropout, useRsLora);
+                    return new LoraLinear(linear, rank, alpha, dropout, useRsLora, mergeForScoring: !model.SharesBaseWeights);
                 };
                 if (_attention.Contains(name))
                 {

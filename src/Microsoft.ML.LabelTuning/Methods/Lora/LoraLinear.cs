@@ -21,10 +21,21 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     private readonly double _scaling;
     private readonly double _dropoutRate;
     private Tensor? _merged;
+    private bool _mergeForScoring;
 
-    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRsLora = false)
+    /// <param name="baseLayer">The linear layer whose weight (and bias) this wraps, frozen; its storage is shared, not copied.</param>
+    /// <param name="rank">The rank r.</param>
+    /// <param name="alpha">The scale numerator: updates are scaled by alpha / r (alpha / sqrt(r) with rsLoRA).</param>
+    /// <param name="dropout">Dropout on the update's input while training.</param>
+    /// <param name="useRsLora">Whether the scale is alpha / sqrt(r).</param>
+    /// <param name="mergeForScoring">
+    /// Whether scoring uses W + s·B·A built once (a private copy of W, never W itself updated in place); false where W
+    /// is shared with other classifiers, so that scoring computes W x + s·B·A x and keeps no copy.
+    /// </param>
+    public LoraLinear(Linear baseLayer, int rank, double alpha, double dropout, bool useRsLora = false, bool mergeForScoring = true)
         : base(nameof(LoraLinear))
     {
+        _mergeForScoring = mergeForScoring;
         var outFeatures = baseLayer.weight!.shape[0];
         var inFeatures = baseLayer.weight.shape[1];
         _weight = new Parameter(baseLayer.weight.detach(), requires_grad: false);
@@ -52,6 +63,20 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     /// <summary>Gets the scale applied to the low-rank update.</summary>
     public double Scaling => _scaling;
 
+    /// <summary>
+    /// Gets or sets a value indicating whether scoring uses a merged private copy of the weight (see the constructor);
+    /// changing it drops the copy.
+    /// </summary>
+    public bool MergeForScoring
+    {
+        get => _mergeForScoring;
+        set
+        {
+            DropMerged();
+            _mergeForScoring = value;
+        }
+    }
+
     /// <summary>Gets the trainable low-rank factors.</summary>
     public IEnumerable<Parameter> AdapterParameters => [_loraA.weight!, _loraB.weight!];
 
@@ -63,11 +88,11 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
 
     /// <inheritdoc/>
     public (Tensor Weight, Tensor? Bias)? ScoringWeights
-        => !training && !is_grad_enabled() ? (_merged ??= MergedWeight(), _bias) : null;
+        => MergeForScoring && !training && !is_grad_enabled() ? (_merged ??= MergedWeight(), _bias) : null;
 
     public override Tensor forward(Tensor x) // [..., in] -> [..., out]
     {
-        if (!training && !is_grad_enabled())
+        if (MergeForScoring && !training && !is_grad_enabled())
         {
             // Scoring: one matmul with W + (alpha / r)·B·A, merged on the first scoring call after training.
             _merged ??= MergedWeight();
