@@ -87,3 +87,14 @@ internal static class ProcessMemory
         return line is null ? 0 : long.Parse(line[key.Length..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture) * 1024;
     }
 }
+
+/// <summary>Statistics every benchmark shares.</summary>
+internal static class BenchMath
+{
+    /// <summary>The median (the mean of the two middle values for an even count).</summary>
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToArray();
+        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
+    }
+}

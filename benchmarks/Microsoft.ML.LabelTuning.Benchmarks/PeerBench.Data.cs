@@ -5,6 +5,7 @@ using Microsoft.ML.LabelTuning.Data;
 using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 using static TorchSharp.torch;
+using static Microsoft.ML.LabelTuning.Benchmarks.BenchMath;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 

@@ -13,6 +13,7 @@ using TorchSharp;
 using Parameter = TorchSharp.Modules.Parameter;
 using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
 using static TorchSharp.torch;
+using static Microsoft.ML.LabelTuning.Benchmarks.BenchMath;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 
@@ -172,12 +173,6 @@ internal static partial class PeerBench
         }
 
         list.Add(value);
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static void CheckSameConfig(JsonObject peer)

@@ -5,6 +5,7 @@ using Microsoft.ML.LabelTuning.Training;
 using TorchSharp;
 using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
 using static TorchSharp.torch;
+using static Microsoft.ML.LabelTuning.Benchmarks.BenchMath;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 
@@ -103,9 +104,4 @@ internal static class PretrainBench
         };
     }
 
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 }

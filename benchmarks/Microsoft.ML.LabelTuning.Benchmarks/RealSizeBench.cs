@@ -13,6 +13,7 @@ using Microsoft.ML.LabelTuning.Transformers;
 using TorchSharp;
 using AdamW = Microsoft.ML.LabelTuning.Training.AdamW;
 using static TorchSharp.torch;
+using static Microsoft.ML.LabelTuning.Benchmarks.BenchMath;
 
 namespace Microsoft.ML.LabelTuning.Benchmarks;
 
@@ -358,9 +359,4 @@ internal static class RealSizeBench
         return (TokenBatch.Collate(ids, 0, CPU), ids.Select((row, i) => new Example(row, i % Labels)).ToList());
     }
 
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.OrderBy(v => v).ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[(sorted.Length / 2) - 1] + sorted[sorted.Length / 2]) / 2;
-    }
 }
