@@ -58,9 +58,31 @@ internal static class ProcessMemory
 
     public static long RssBytes() => Read("VmRSS:");
 
-    /// <summary>Resets the peak (VmHWM) to the current resident size, where Linux allows it (/proc/self/clear_refs).</summary>
+    /// <summary>
+    /// Resets the peak (VmHWM) to the current resident size, where Linux allows it (/proc/self/clear_refs), after
+    /// returning the C heap's free pages to the system (glibc's malloc_trim), so that memory freed by earlier work and
+    /// kept by the allocator is neither counted in the baseline nor silently reused by what is measured next.
+    /// </summary>
     public static void ResetPeak()
     {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        if (OperatingSystem.IsLinux())
+        {
+            try
+            {
+                MallocTrim(0);
+            }
+            catch (DllNotFoundException)
+            {
+                // Not glibc (musl): nothing to trim.
+            }
+            catch (EntryPointNotFoundException)
+            {
+                // As above.
+            }
+        }
+
         try
         {
             File.WriteAllText("/proc/self/clear_refs", "5");
@@ -74,6 +96,9 @@ internal static class ProcessMemory
             // As above.
         }
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
 
     private static long Read(string key)
     {

@@ -12,7 +12,8 @@ if (args is ["--load-child", var childFolder])
 
 if (args is ["--realsize-child", var realSizeFolder, var realSizeShape, .. var childFlags])
 {
-    RealSizeBench.Child(realSizeFolder, realSizeShape, peer: !childFlags.Contains("--no-peer"), longStep: !childFlags.Contains("--no-long"));
+    var childThreads = Array.IndexOf(childFlags, "--threads") is var at and >= 0 ? int.Parse(childFlags[at + 1], System.Globalization.CultureInfo.InvariantCulture) : 2;
+    RealSizeBench.Child(realSizeFolder, realSizeShape, peer: !childFlags.Contains("--no-peer"), longStep: !childFlags.Contains("--no-long"), threadCount: childThreads);
     return;
 }
 
@@ -49,8 +50,29 @@ if (args is ["peer", .. var peerArgs])
 if (args is ["realsize", .. var realSizeArgs])
 {
     // Opt-in, never part of the default run: writes ~2 GB checkpoints per shape and trains at 1B parameters (minutes,
-    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds; "realsize llama-3.2-1b" one shape; --no-peer skips the PyTorch side, --no-long the 16 x 512 step.
-    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"), peer: !realSizeArgs.Contains("--no-peer"), longStep: !realSizeArgs.Contains("--no-long"), only: realSizeArgs.Where(a => !a.StartsWith("--", StringComparison.Ordinal)).ToArray());
+    // ~10 GB). "realsize --smoke" runs the same harness on shrunken shapes in seconds; "realsize llama-3.2-1b" one shape;
+    // --no-peer skips the PyTorch side, --no-long the 16 x 512 step; "--layers N" keeps the widths but cuts the layers
+    // (memory calibration); "--threads N" replaces the 2 threads.
+    var realSizeValues = new Dictionary<string, int>();
+    var realSizeShapes = new List<string>();
+    for (var i = 0; i < realSizeArgs.Length; i++)
+    {
+        if (realSizeArgs[i] is "--layers" or "--threads")
+        {
+            realSizeValues[realSizeArgs[i]] = i + 1 < realSizeArgs.Length && int.TryParse(realSizeArgs[i + 1], out var value) && value > 0
+                ? value
+                : throw new ArgumentException($"realsize: {realSizeArgs[i]} takes a positive whole number.");
+            i++;
+        }
+        else if (!realSizeArgs[i].StartsWith("--", StringComparison.Ordinal))
+        {
+            realSizeShapes.Add(realSizeArgs[i]);
+        }
+    }
+
+    RealSizeBench.Run(Print, smoke: realSizeArgs.Contains("--smoke"), peer: !realSizeArgs.Contains("--no-peer"), longStep: !realSizeArgs.Contains("--no-long"), only: realSizeShapes,
+        layers: realSizeValues.TryGetValue("--layers", out var layerCount) ? layerCount : null,
+        threads: realSizeValues.TryGetValue("--threads", out var threadCount) ? threadCount : 2);
     return;
 }
 

@@ -21,15 +21,15 @@ namespace Microsoft.ML.LabelTuning.Benchmarks;
 /// Real-size models (issue 23), opt-in with <c>./build.sh bench realsize</c>: random-weight checkpoints of the
 /// TinyLlama-1.1B and Llama-3.2-1B shapes (bf16, sharded, as they ship) are written to a temporary folder, then a
 /// fresh process per shape loads one through the path a fit uses (the shared frozen base), and times a LoRA r8 (q, v)
-/// training step at batch 4 × 128 on 2 threads and scoring, with peak resident memory after each. For TinyLlama it
-/// also runs one step at 16 × 512 with gradient checkpointing. The memory estimate is printed beside what training
+/// training step at batch 4 × 128 on 2 threads and scoring, with peak resident memory after each, then one step at
+/// 16 × 512 with gradient checkpointing (and without it too where that fits, on layer-cut shapes). The memory estimate is printed beside what training
 /// added to the loaded model (the peak is reset after loading through /proc/self/clear_refs). When python3 imports
 /// torch, benchmarks/peer/peer_bench.py builds the same shape and the two sides alternate step by step.
 /// </summary>
 internal static class RealSizeBench
 {
     private const int Labels = 4;
-    private const int Threads = 2;
+    private const int DefaultThreads = 2;
     private const int PeerPairs = 1;
 
     /// <summary>The shapes, by name (<see cref="RandomCheckpoint.Shapes"/>).</summary>
@@ -38,8 +38,12 @@ internal static class RealSizeBench
     /// <summary>
     /// The parent: writes each shape's checkpoint, measures it in a fresh process, deletes it. <paramref name="smoke"/>
     /// shrinks the shapes (hidden 256, 2 layers) to check the harness in seconds; its figures mean nothing.
+    /// <paramref name="layers"/> keeps a shape's widths but cuts its decoder layers (for calibrating the memory
+    /// estimate: per-layer terms are the difference of two such runs); <paramref name="threads"/> replaces the 2 threads
+    /// the step times are quoted at.
     /// </summary>
-    public static void Run(Action<object> print, bool smoke, bool peer, bool longStep, IReadOnlyCollection<string> only)
+    public static void Run(Action<object> print, bool smoke, bool peer, bool longStep, IReadOnlyCollection<string> only,
+        int? layers = null, int threads = DefaultThreads)
     {
         foreach (var (shapeName, shape) in Shapes.Where(s => only.Count == 0 || only.Contains(s.Key)))
         {
@@ -53,6 +57,11 @@ internal static class RealSizeBench
                     NumKeyValueHeads = Math.Max(1, shape.KeyValueHeadCount * 8 / shape.NumAttentionHeads),
                 })
                 : (shapeName, shape);
+            if (layers is { } cut)
+            {
+                (name, config) = ($"{name}-{cut}layers", config with { NumHiddenLayers = cut });
+            }
+
             var folder = Directory.CreateTempSubdirectory($"lt-realsize-{name}-").FullName;
             try
             {
@@ -64,6 +73,8 @@ internal static class RealSizeBench
                 start.ArgumentList.Add("--realsize-child");
                 start.ArgumentList.Add(folder);
                 start.ArgumentList.Add(name);
+                start.ArgumentList.Add("--threads");
+                start.ArgumentList.Add(threads.ToString(CultureInfo.InvariantCulture));
                 if (!peer)
                 {
                     start.ArgumentList.Add("--no-peer");
@@ -94,10 +105,10 @@ internal static class RealSizeBench
     }
 
     /// <summary>The child: one shape, measured from a fresh process; prints one JSON line.</summary>
-    public static void Child(string folder, string name, bool peer = true, bool longStep = true)
+    public static void Child(string folder, string name, bool peer = true, bool longStep = true, int threadCount = DefaultThreads)
     {
         TorchRuntime.EnsureInitialized();
-        using var threads = TorchRuntime.UseThreads(Threads);
+        using var threads = TorchRuntime.UseThreads(threadCount);
         zeros(1).Dispose(); // libtorch loaded before anything is measured
         var rssAtStart = ProcessMemory.RssBytes();
 
@@ -147,8 +158,23 @@ internal static class RealSizeBench
         SetMerged(classifier, false);
         Console.Error.WriteLine($"realsize {name}: scoring {unmergedRowsPerSecond:F2} rows/s unmerged, {mergedRowsPerSecond:F2} merged");
 
+        // A second transformer over the same base in this process (a reload, or a second adapter served beside the
+        // first): it rents the shared frozen weights, adds its own adapter and scores one batch. Peak resident memory
+        // while both exist, against one base's float32 bytes (the runtime's own ~150 MB included).
+        ProcessMemory.ResetPeak();
+        double twoModelsPeak;
+        using (var secondDecoder = SharedBaseModels.Rent(folder, CPU, ScalarType.Float32))
+        {
+            random.manual_seed(1);
+            using var second = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.LabelSupervised).Factory.Build(secondDecoder, Labels, settings, tokenLevel: false);
+            ScoreRowsPerSecond(second, scoreRows);
+            twoModelsPeak = ProcessMemory.PeakRssBytes();
+        }
+
+        Console.Error.WriteLine($"realsize {name}: two transformers over one base: peak {twoModelsPeak / 1e9:F2} GB for {fp32Bytes / 1e9:F2} GB of float32 parameters");
+
         object? longRun = null;
-        if (name.StartsWith("tinyllama-1.1b", StringComparison.Ordinal) && longStep)
+        if (longStep)
         {
             longRun = LongStep(name, decoder, classifier, optimizer, trainable, config);
         }
@@ -169,14 +195,16 @@ internal static class RealSizeBench
             ["peak_rss_after_load_over_fp32"] = Math.Round((double)peakAfterLoad / fp32Bytes, 3),
             ["load_peak_growth_over_fp32"] = Math.Round((double)(peakAfterLoad - rssAtStart) / fp32Bytes, 3),
             ["step_ms"] = Math.Round(Median(stepMs.Skip(1)), 0),
-            ["step_batch"] = "4x128 LoRA r8 q,v, 2 threads",
+            ["step_batch"] = $"4x128 LoRA r8 q,v, {threadCount} threads",
             ["score_rows_per_s"] = Math.Round(unmergedRowsPerSecond, 2),
             ["score_rows_per_s_merged"] = Math.Round(mergedRowsPerSecond, 2),
             ["merged_scoring_copies_bytes"] = mergedCopyBytes,
             ["peak_rss_after_step_bytes"] = peakAfterStep,
+            ["two_models_peak_rss_bytes"] = (long)twoModelsPeak,
+            ["two_models_peak_rss_over_fp32"] = Math.Round(twoModelsPeak / fp32Bytes, 3),
             ["estimate_4x128_training_bytes"] = estimate.TrainingBytes,
             ["measured_4x128_training_bytes"] = peakAfterStep - rssBeforeStep,
-            ["long_16x512_checkpointed"] = longRun,
+            ["long_16x512"] = longRun,
             ["peer"] = peerRatios,
             ["threads"] = TorchRuntime.Threads,
             ["base_sha256"] = sha,
@@ -190,23 +218,42 @@ internal static class RealSizeBench
         var (batch, examples) = RandomBatch(16, 512, config.VocabSize, seed: 3);
         var plain = MemoryEstimate.For(decoder, classifier, 16, 512);
         var checkpointed = MemoryEstimate.For(decoder, classifier, 16, 512, checkpointing: true);
-        decoder.GradientCheckpointing = true;
-        ProcessMemory.ResetPeak();
-        var before = ProcessMemory.RssBytes();
-        var clock = Stopwatch.StartNew();
-        TrainStep(classifier, optimizer, trainable, batch, examples);
-        var ms = clock.Elapsed.TotalMilliseconds;
-        var peak = ProcessMemory.PeakRssBytes();
-        decoder.GradientCheckpointing = false;
-        Console.Error.WriteLine($"realsize {name}: one checkpointed step at 16 x 512: {ms / 1000:F0} s");
-        return new Dictionary<string, object>
+        (double Ms, long Training, long Peak) Measure(bool checkpointing)
         {
-            ["step_ms"] = Math.Round(ms, 0),
-            ["estimate_training_bytes"] = checkpointed.TrainingBytes,
-            ["estimate_training_bytes_without_checkpointing"] = plain.TrainingBytes,
-            ["measured_training_bytes"] = peak - before,
-            ["peak_rss_bytes"] = peak,
-        };
+            decoder.GradientCheckpointing = checkpointing;
+            ProcessMemory.ResetPeak();
+            var before = ProcessMemory.RssBytes();
+            var clock = Stopwatch.StartNew();
+            TrainStep(classifier, optimizer, trainable, batch, examples);
+            var ms = clock.Elapsed.TotalMilliseconds;
+            var peak = ProcessMemory.PeakRssBytes();
+            decoder.GradientCheckpointing = false;
+            Console.Error.WriteLine($"realsize {name}: one step at 16 x 512 (checkpointing {(checkpointing ? "on" : "off")}): {ms / 1000:F0} s, {(peak - before) / 1e9:F2} GB added");
+            return (ms, peak - before, peak);
+        }
+
+        var record = new Dictionary<string, object>();
+
+        // Without checkpointing too where that fits (a layer-cut shape): the two runs calibrate both estimates.
+        if (MemoryBudget.AvailableBytes(CPU) is { } available && plain.TrainingBytes < available * 0.6)
+        {
+            var (plainMs, plainTraining, _) = Measure(checkpointing: false);
+            record["without_checkpointing"] = new Dictionary<string, object>
+            {
+                ["step_ms"] = Math.Round(plainMs, 0),
+                ["estimate_training_bytes"] = plain.TrainingBytes,
+                ["measured_training_bytes"] = plainTraining,
+            };
+        }
+
+        var (ms, training, peak) = Measure(checkpointing: true);
+        record["step_ms"] = Math.Round(ms, 0);
+        record["estimate_training_bytes"] = checkpointed.TrainingBytes;
+        record["estimate_training_bytes_without_checkpointing"] = plain.TrainingBytes;
+        record["measured_training_bytes"] = training;
+        record["estimate_over_measured"] = Math.Round((double)checkpointed.TrainingBytes / training, 3);
+        record["peak_rss_bytes"] = peak;
+        return record;
     }
 
     /// <summary>Step and scoring time of the peer at this shape over ours, alternating (ratio = peer ms / our ms), or why not.</summary>
@@ -238,7 +285,7 @@ internal static class RealSizeBench
             ["rope_theta"] = config.RopeTheta,
         };
         var script = Path.Combine(TrainerBench.RepoRoot(), "benchmarks", "peer", "peer_bench.py");
-        using var peer = new PeerBench.PeerProcess(python, script, Threads, "--config", JsonSerializer.Serialize(shape));
+        using var peer = new PeerBench.PeerProcess(python, script, TorchRuntime.Threads, "--config", JsonSerializer.Serialize(shape));
         var trainRatios = new List<double>();
         var scoreRatios = new List<double>();
         var (scoreBatch, _) = RandomBatch(4, 128, config.VocabSize, seed: 4);

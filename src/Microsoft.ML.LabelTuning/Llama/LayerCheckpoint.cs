@@ -34,6 +34,15 @@ internal sealed class LayerCheckpoint : autograd.SingleTensorFunction<LayerCheck
     private const int FirstParameterArg = 10;
 
     /// <inheritdoc/>
+    /// <summary>
+    /// The managed handles of the gradients the previous backward call on this thread handed to the autograd engine.
+    /// The engine copies each one as the call returns, so nothing needs the handles after that; left to the step's
+    /// dispose scope they would keep every layer's input gradient (one hidden-width vector per token and layer) alive
+    /// until the step ends, which is what checkpointing is meant to avoid.
+    /// </summary>
+    [ThreadStatic]
+    private static List<Tensor>? t_handedBack;
+
     public override string Name => nameof(LayerCheckpoint);
 
     /// <summary>
@@ -89,6 +98,7 @@ internal sealed class LayerCheckpoint : autograd.SingleTensorFunction<LayerCheck
     /// <inheritdoc/>
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
+        ReleaseHandedBack();
         var layer = (LlamaDecoderLayer)ctx.get_data(nameof(LlamaDecoderLayer));
         var recipe = (Recipe)ctx.get_data(nameof(Recipe));
         var gradients = new List<Tensor>(new Tensor[FirstParameterArg + recipe.Parameters.Count]);
@@ -120,11 +130,29 @@ internal sealed class LayerCheckpoint : autograd.SingleTensorFunction<LayerCheck
             var computed = autograd.grad([output], wrt.Select(w => w.Tensor).ToList(), [grad_output]);
             for (var i = 0; i < wrt.Count; i++)
             {
+                // Moved out so that an exception between here and the engine's copy still disposes them with the step.
                 gradients[wrt[i].Arg] = computed[i].MoveToOuterDisposeScope();
             }
         }
 
+        // TorchSharp wrapped the incoming gradient in a handle registered on the step's scope; the engine keeps its own
+        // reference for as long as it needs one, so the handle goes now rather than when the step ends.
+        grad_output.Dispose();
+        t_handedBack = gradients.Where(g => g is not null).ToList();
         return gradients;
+    }
+
+    /// <summary>Releases the handles of the gradients returned by the previous backward call on this thread.</summary>
+    private static void ReleaseHandedBack()
+    {
+        if (t_handedBack is { } previous)
+        {
+            t_handedBack = null;
+            foreach (var gradient in previous)
+            {
+                gradient.Dispose();
+            }
+        }
     }
 
     /// <summary>

@@ -56,17 +56,40 @@ internal sealed record MemoryEstimate(
     bool Checkpointing = false)
 {
     /// <summary>
-    /// Hidden-width vectors autograd keeps per token and layer: the norms' inputs and outputs, q, the rotary
-    /// intermediates, the attention output, the residuals, LoRA's dropped-out inputs. Calibrated on CPU runs of a small
-    /// model (docs/reliability.md): 16 counted by hand, 20 matches the measured peaks.
+    /// Hidden-width vectors autograd keeps per token and layer: the norms' scaled inputs and outputs, q and its rotated
+    /// copy, k and v repeated to every head, the attention output and its merged copy, the residual sums, LoRA's
+    /// dropped-out inputs. Calibrated on the TinyLlama-1.1B shape cut to 2, 4 and 8 layers (<c>./build.sh bench realsize
+    /// tinyllama-1.1b --layers N</c>): 36.7k floats a token and layer in all, of which the MLP and key/value terms below
+    /// take 23.6k.
     /// </summary>
-    internal const double HiddenVectorsPerToken = 20;
+    internal const double HiddenVectorsPerToken = 6;
 
     /// <summary>Key/value-width vectors kept per token and layer (k, v, and their rotated copies).</summary>
     internal const double KeyValueVectorsPerToken = 4;
 
     /// <summary>MLP-width vectors kept per token and layer: gate, up, silu(gate), and their product.</summary>
     internal const double MlpVectorsPerToken = 4;
+
+    /// <summary>
+    /// Hidden-width vectors a checkpointed layer keeps per token until its backward pass: its input, and what autograd
+    /// holds around the custom function. Measured 2.3 (the growth per layer of a checkpointed step, less the per-layer
+    /// term below), not the 1 that the input alone would be.
+    /// </summary>
+    internal const double CheckpointedHiddenVectorsPerToken = 2.3;
+
+    /// <summary>
+    /// A cost per layer that grows with the layer's weights, not with the batch: 77 MB a layer on the TinyLlama shape
+    /// (0.44 of its 176 MB of float32 weights) at batch 4 × 128 and 16 × 512 alike. Measured, not derived: the fused
+    /// q/k/v concatenation accounts for 7 MB of it.
+    /// </summary>
+    internal const double LayerWeightFraction = 0.44;
+
+    /// <summary>
+    /// Floats kept per token outside the layers: the embeddings, final norm and pooling (4 hidden-width vectors) come on
+    /// top; this is the rest of the trainer's bookkeeping (token ids, masks, the loss), calibrated on the tiny model
+    /// of the tests, where it is most of the total.
+    /// </summary>
+    internal const double FixedFloatsPerToken = 1800;
 
     /// <summary>
     /// Token × token matrices per example: the float attention mask and its broadcast copy. Attention runs through
@@ -99,11 +122,14 @@ internal sealed record MemoryEstimate(
         double tokens = (double)batchSize * sequenceLength;
         double layers = config.NumHiddenLayers;
         double keyValueWidth = (double)config.KeyValueHeadCount * config.HeadDimension;
+        double queryWidth = (double)config.NumAttentionHeads * config.HeadDimension;
+        var layerWeights = (config.HiddenSize * (2 * queryWidth + 2 * keyValueWidth)) + (3.0 * config.HiddenSize * config.IntermediateSize);
+        var perLayer = LayerWeightFraction * layerWeights;
         var perToken = (HiddenVectorsPerToken * config.HiddenSize) + (KeyValueVectorsPerToken * keyValueWidth) + (MlpVectorsPerToken * config.IntermediateSize);
         var kept = checkpointing
-            ? (tokens * layers * config.HiddenSize) + (tokens * perToken) // the layers' inputs, one layer recomputed
-            : tokens * layers * perToken;
-        var activations = (kept + (tokens * config.HiddenSize * 4)) * elementBytes; // + embeddings, final norm, pooling
+            ? (layers * ((tokens * CheckpointedHiddenVectorsPerToken * config.HiddenSize) + perLayer)) + (tokens * perToken) // each layer's input, one layer recomputed
+            : layers * ((tokens * perToken) + perLayer);
+        var activations = (kept + (tokens * ((config.HiddenSize * 4) + FixedFloatsPerToken))) * elementBytes; // + embeddings, final norm, pooling, bookkeeping
         var attention = (double)batchSize * sequenceLength * sequenceLength * MaskMatricesPerExample * elementBytes;
         return new MemoryEstimate(
             parameterCount * elementBytes,
