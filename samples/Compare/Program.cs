@@ -73,16 +73,31 @@ var tuned = new List<TunedSetting>();
 if (settings.Tune)
 {
     AnsiConsole.Write(new Rule("[bold]Tuning: learning rate and epochs per method, on validation rows held out from train.tsv[/]").LeftJustified());
+
+    // Settings tuned earlier for this model stay in the file (other data sets or methods), and a stopped run continues:
+    // each choice is written as soon as it is made.
+    // The file records one sequence length and set of epoch rungs for all its settings, so a run under other ones starts afresh.
+    var earlier = File.Exists(tunedPath) && !settings.Quick ? TryLoad(tunedPath, modelPath) : null;
+    if (earlier is not null && (earlier.MaxLength != settings.MaxLength || !earlier.EpochRungs.SequenceEqual(settings.TuneEpochs)))
+    {
+        AnsiConsole.MarkupLine(Markup.Escape($"{RepoPaths.Relative(root, tunedPath)} was tuned at {earlier.MaxLength} tokens with epoch rungs {string.Join(',', earlier.EpochRungs)}; this run replaces it."));
+        earlier = null;
+    }
+
+    var written = earlier?.Settings.ToList() ?? [];
     foreach (var dataset in datasets)
     {
         AnsiConsole.MarkupLine(Markup.Escape($"{dataset.Name}:"));
         var trainRows = TextData.Balanced(TextData.Load(Path.Combine(dataRoot, dataset.Folder, "train.tsv")), settings.TrainSize);
-        tuned.AddRange(Tuning.Run(settings, modelPath, dataset, trainRows));
+        Tuning.Run(settings, modelPath, dataset, trainRows, earlier, setting =>
+        {
+            written.RemoveAll(w => w.Dataset == setting.Dataset && w.Method == setting.Method);
+            written.Add(setting);
+            Tuning.Save(tunedPath, modelPath, settings, written);
+        });
     }
 
-    // Settings tuned here for other data sets or methods stay in the file.
-    var kept = File.Exists(tunedPath) && !settings.Quick ? TryLoad(tunedPath, modelPath) : [];
-    tuned.AddRange(kept.Where(k => !tuned.Any(t => t.Dataset == k.Dataset && t.Method == k.Method)));
+    tuned = written;
     Tuning.Save(tunedPath, modelPath, settings, tuned);
     AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, tunedPath))}[/].");
     AnsiConsole.WriteLine();
@@ -128,15 +143,15 @@ report.WriteJson(Path.Combine(outPath, "results.json"));
 AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, markdown))}[/] and [blue]{Markup.Escape(RepoPaths.Relative(root, chart))}[/] in {total.Elapsed.TotalMinutes:F1} min.");
 return runs.SelectMany(r => r.Results).Any(r => r.Error is not null) ? 1 : 0;
 
-static List<TunedSetting> TryLoad(string path, string modelPath)
+static TunedFile? TryLoad(string path, string modelPath)
 {
     try
     {
-        return Tuning.Load(path, modelPath);
+        return Tuning.LoadFile(path, modelPath);
     }
     catch (InvalidOperationException)
     {
         // Settings for another base model are replaced, not merged.
-        return [];
+        return null;
     }
 }

@@ -21,6 +21,16 @@ internal sealed record TunedSetting(
     int Trials,
     double Seconds);
 
+/// <summary>The settings of a tuned-settings file and the sequence length and epoch rungs they were tuned with.</summary>
+internal sealed record TunedFile(int MaxLength, int[] EpochRungs, List<TunedSetting> Settings)
+{
+    /// <summary>Gets the setting tuned for a method on a data set under the same conditions as <paramref name="settings"/> would tune it, or null.</summary>
+    public TunedSetting? Find(string dataset, string method, CompareSettings settings, int fitRows, int validationRows)
+        => MaxLength == settings.MaxLength && EpochRungs.SequenceEqual(settings.TuneEpochs)
+            ? Settings.FirstOrDefault(t => t.Dataset == dataset && t.Method == method && t.FitRows == fitRows && t.ValidationRows == validationRows)
+            : null;
+}
+
 /// <summary>
 /// Chooses each LLaMA method's learning rate and epochs on validation rows, never on test rows. The validation rows are the
 /// last rows of each label in the training split (train.tsv); the fit rows are the rows before them. Each method gets a
@@ -30,8 +40,14 @@ internal sealed record TunedSetting(
 /// </summary>
 internal static class Tuning
 {
-    /// <summary>Tunes every LLaMA method of the settings on one data set.</summary>
-    public static List<TunedSetting> Run(CompareSettings settings, string modelPath, Dataset dataset, IReadOnlyList<TextRow> trainRows)
+    /// <summary>
+    /// Tunes every LLaMA method of the settings on one data set, and hands each choice to <paramref name="chosen"/> as soon
+    /// as it is made (the caller writes the file then, so a run stopped half-way keeps what it finished). A method
+    /// already in <paramref name="earlier"/> with the same fit and validation rows, sequence length and epoch rungs is
+    /// not tuned again: a stopped <c>--tune</c> continues where it stopped.
+    /// </summary>
+    public static void Run(CompareSettings settings, string modelPath, Dataset dataset, IReadOnlyList<TextRow> trainRows,
+        TunedFile? earlier, Action<TunedSetting> chosen)
     {
         var (fit, validation) = Split(trainRows, settings.TuneValidationSize, settings.TuneFitSize);
         var ml = new MLContext(seed: settings.Seed);
@@ -40,9 +56,15 @@ internal static class Tuning
         // The plan gives the methods' Configure what the comparison gives them (class names in key order, label texts).
         var plan = new RunPlan(ml, modelPath, fit, validation, dataset, settings);
         AnsiConsole.MarkupLine(Markup.Escape($"  tuning on {fit.Count} fit rows ({TextData.Describe(fit)}) and {validation.Count} validation rows ({TextData.Describe(validation)}) from train.tsv"));
-        var chosen = new List<TunedSetting>();
         foreach (var method in Methods.All.Where(m => m.Tuning is not null && settings.MethodNames.Contains(m.Id)))
         {
+            if (earlier?.Find(dataset.Name, method.Id, settings, fit.Count, validation.Count) is { } done)
+            {
+                AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                    $"  {method.Name}: lr {done.LearningRate:G3}, {done.Epochs} epochs, validation accuracy {done.ValidationAccuracy:P1} (tuned earlier on the same rows; kept)")));
+                continue;
+            }
+
             var tunable = method.Tuning!;
             var space = LabelTuningSearchSpace.For(tunable.Kind);
             var methodSpace = space[tunable.Kind];
@@ -83,12 +105,10 @@ internal static class Tuning
             var lr = Convert.ToDouble(best.Parameters["LearningRate"], CultureInfo.InvariantCulture);
             var setting = new TunedSetting(dataset.Name, method.Id, lr, best.Epochs, accuracy, Math.Sqrt(accuracy * (1 - accuracy) / validation.Count),
                 fit.Count, validation.Count, result.TrialsTrained, clock.Elapsed.TotalSeconds);
-            chosen.Add(setting);
+            chosen(setting);
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                 $"  {method.Name}: lr {lr:G3}, {best.Epochs} epochs, validation accuracy {accuracy:P1} ± {setting.ValidationStandardError:P1} ({result.TrialsTrained} trials, {clock.Elapsed.TotalSeconds:F0} s)")));
         }
-
-        return chosen;
     }
 
     /// <summary>
@@ -153,7 +173,10 @@ internal static class Tuning
     /// Reads settings an earlier <c>--tune</c> run wrote. Settings for another base model (its weights' SHA-256 differs)
     /// are refused: they were chosen for other hidden states.
     /// </summary>
-    public static List<TunedSetting> Load(string path, string modelPath)
+    public static List<TunedSetting> Load(string path, string modelPath) => LoadFile(path, modelPath).Settings;
+
+    /// <summary>Reads an earlier <c>--tune</c> run's file with the conditions it tuned under (see <see cref="Load"/>).</summary>
+    public static TunedFile LoadFile(string path, string modelPath)
     {
         using var document = JsonDocument.Parse(File.ReadAllText(path));
         var root = document.RootElement;
@@ -165,7 +188,9 @@ internal static class Tuning
                 "Run with --tune to choose settings for this model, or pass --untuned to use the defaults.");
         }
 
-        return root.GetProperty("settings").EnumerateArray().Select(s => new TunedSetting(
+        var maxLength = root.TryGetProperty("max_length", out var length) ? length.GetInt32() : 0;
+        var rungs = root.TryGetProperty("epoch_rungs", out var r) ? r.EnumerateArray().Select(e => e.GetInt32()).ToArray() : [];
+        return new TunedFile(maxLength, rungs, root.GetProperty("settings").EnumerateArray().Select(s => new TunedSetting(
             s.GetProperty("dataset").GetString()!,
             s.GetProperty("method").GetString()!,
             s.GetProperty("learning_rate").GetDouble(),
@@ -175,7 +200,7 @@ internal static class Tuning
             s.GetProperty("fit_rows").GetInt32(),
             s.GetProperty("validation_rows").GetInt32(),
             s.GetProperty("trials").GetInt32(),
-            s.GetProperty("seconds").GetDouble())).ToList();
+            s.GetProperty("seconds").GetDouble())).ToList());
     }
 
     /// <summary>SHA-256 of the model's weights file(s), in file-name order.</summary>
