@@ -46,6 +46,8 @@ public static class ReliabilityCommands
                     int.Parse(intermediate, CultureInfo.InvariantCulture), int.Parse(vocab, CultureInfo.InvariantCulture), rest.Contains("--tied"));
             case ["shared-base-rss", var folder]:
                 return SharedBaseRss(folder);
+            case ["default-fit", var folder, var batch, var tokens]:
+                return DefaultFit(folder, int.Parse(batch, CultureInfo.InvariantCulture), int.Parse(tokens, CultureInfo.InvariantCulture));
             case ["load-rss", var folder]:
                 return LoadRss(folder);
             default:
@@ -306,6 +308,60 @@ public static class ReliabilityCommands
                 Thread.Sleep(Timeout.Infinite); // the test kills the process here, half-way through the save
             }
         }
+    }
+
+    /// <summary>
+    /// One epoch of LS-LLaMA over <paramref name="batch"/> rows of at least <paramref name="tokens"/> tokens with the
+    /// trainer's default memory settings (MemoryCheck Warn, GradientCheckpointing Auto), batch size = rows, so one
+    /// optimizer step. Prints every progress report before the first step (<c>report Kind message</c>, what a console
+    /// sees), then <c>steps N checkpointing B available_bytes A rss_at_start_bytes R peak_rss_bytes P</c>. A run that does not fit ends
+    /// with the trainer's error on stderr and exit code 3; an out-of-memory kill shows as the process dying.
+    /// </summary>
+    private static int DefaultFit(string folder, int batch, int tokens)
+    {
+        var ml = new MLContext(seed: 1);
+        var words = "the film was long and the story kept going past what anyone in the room expected of it".Split(' ');
+        var rows = Enumerable.Range(0, batch)
+            .Select(i => new HostCommands.TextRow
+            {
+                Text = string.Join(' ', Enumerable.Range(0, tokens * 2).Select(k => words[(i + k) % words.Length])),
+                Label = (i % 2).ToString(CultureInfo.InvariantCulture),
+            })
+            .ToList();
+        var train = ml.Data.LoadFromEnumerable(rows);
+        var keyed = ml.Transforms.Conversion.MapValueToKey("Label").Fit(train).Transform(train);
+        var available = MemoryBudget.AvailableBytes(torch.CPU) ?? -1;
+        var rssAtStart = StatusKb("VmRSS") * 1024;
+        var options = new LabelSupervisedLlamaOptions
+        {
+            ModelPath = folder,
+            Epochs = 1,
+            BatchSize = batch,
+            MaxSequenceLength = tokens,
+            NumberOfThreads = 2,
+            Seed = 5,
+            Progress = new ConsoleReports(),
+        };
+        try
+        {
+            using var model = ml.MulticlassClassification.Trainers.LabelSupervisedLlama(options).Fit(keyed);
+            var checkpointing = ((Methods.LlamaSequenceClassifier)model.Runtime.Classifier).Model.GradientCheckpointing;
+            Console.WriteLine($"steps {model.Runtime.LastTraining!.Steps} checkpointing {checkpointing} available_bytes {available} rss_at_start_bytes {rssAtStart} peak_rss_bytes {StatusKb("VmHWM") * 1024}");
+            return 0;
+        }
+        catch (InvalidOperationException error)
+        {
+            Console.Error.WriteLine(error.Message);
+            return 3;
+        }
+    }
+
+    /// <summary>Writes the reports a console would show before the first step, and each step's loss.</summary>
+    private sealed class ConsoleReports : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => Console.WriteLine(value.Kind == TrainingProgressKind.Step
+            ? $"report Step loss {value.Loss.ToString("F4", CultureInfo.InvariantCulture)}"
+            : $"report {value.Kind} {value.Message}");
     }
 
     /// <summary>

@@ -78,4 +78,38 @@ public sealed class RealSizeModelTests
             Directory.Delete(folder, recursive: true);
         }
     }
+
+    /// <summary>
+    /// Batch 16 × 1024 on the TinyLlama shape with the trainer's default memory settings: without checkpointing the
+    /// activations alone would be tens of gigabytes, so the defaults must either fit (Auto checkpointing, micro-batches)
+    /// or refuse before the first step; an out-of-memory kill fails the test (the fit runs in its own process). One
+    /// optimizer step of 16,384 tokens at 1.1B parameters: about 20 minutes on 2 cores.
+    /// </summary>
+    [TestMethod]
+    [TestCategory("Slow")]
+    public void ABatchOf16x1024OnTheTinyLlamaShapeTrainsWithinMemoryByDefault()
+    {
+        var folder = Directory.CreateTempSubdirectory("lt-tinyllama-").FullName;
+        try
+        {
+            RandomCheckpoint.Write(RandomCheckpoint.Shapes["tinyllama-1.1b"], folder, seed: 1);
+            File.Copy(TinyModels.TokenizerModel, Path.Combine(folder, "tokenizer.model"));
+            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"),
+                """{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");
+            var output = TestHostProcess.Run("default-fit", folder, "16", "1024");
+            Console.WriteLine(output);
+            var last = output.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1].Split(' ');
+            string Value(string key) => last[Array.IndexOf(last, key) + 1];
+            Assert.AreEqual("1", Value("steps"), "one optimizer step");
+            Assert.AreEqual("True", Value("checkpointing"), "Auto turned gradient checkpointing on");
+            var available = long.Parse(Value("available_bytes"), CultureInfo.InvariantCulture);
+            var atStart = long.Parse(Value("rss_at_start_bytes"), CultureInfo.InvariantCulture);
+            var peak = long.Parse(Value("peak_rss_bytes"), CultureInfo.InvariantCulture);
+            Assert.IsTrue(peak <= atStart + available, $"peak RSS {peak} within what the process had ({atStart}) plus what was available when it started ({available})");
+        }
+        finally
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+    }
 }
