@@ -30,7 +30,7 @@ internal static class RealSizeBench
 {
     private const int Labels = 4;
     private const int DefaultThreads = 2;
-    private const int PeerPairs = 1;
+    private const int PeerPairs = 3;
 
     /// <summary>The shapes, by name (<see cref="RandomCheckpoint.Shapes"/>).</summary>
     public static IReadOnlyDictionary<string, LlamaConfig> Shapes => RandomCheckpoint.Shapes;
@@ -130,6 +130,27 @@ internal static class RealSizeBench
         var trainable = classifier.TrainableParameters();
         using var optimizer = new AdamW([new ParameterGroup("all", trainable, 1, 0.0)]);
 
+        // A second transformer over the same base in this process (a reload, or a second adapter served beside the
+        // first), before anything has trained or scored: it rents the shared frozen weights and adds its own adapter,
+        // and each scores a batch. Peak resident memory while both exist, against one base's float32 bytes (the
+        // runtime's own ~150 MB and one scoring batch's activations included).
+        var (twoModelRows, _) = RandomBatch(8, 128, config.VocabSize, seed: 5);
+        ProcessMemory.ResetPeak();
+        ScoreRowsPerSecond(classifier, twoModelRows);
+        var oneModelPeak = ProcessMemory.PeakRssBytes();
+        double twoModelsPeak;
+        using (var secondDecoder = SharedBaseModels.Rent(folder, CPU, ScalarType.Float32))
+        {
+            random.manual_seed(1);
+            using var second = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.LabelSupervised).Factory.Build(secondDecoder, Labels, settings, tokenLevel: false);
+            Console.Error.WriteLine($"realsize {name}: second transformer built: RSS {ProcessMemory.RssBytes() / 1e9:F2} GB, peak {ProcessMemory.PeakRssBytes() / 1e9:F2} GB");
+            ScoreRowsPerSecond(classifier, twoModelRows);
+            ScoreRowsPerSecond(second, twoModelRows);
+            twoModelsPeak = ProcessMemory.PeakRssBytes();
+        }
+
+        Console.Error.WriteLine($"realsize {name}: one transformer scoring: peak {oneModelPeak / 1e9:F2} GB; two transformers over one base: peak {twoModelsPeak / 1e9:F2} GB; {fp32Bytes / 1e9:F2} GB of float32 parameters");
+
         // LoRA step at 4 × 128: one warm-up step, then one timed (a step of a 1B model is 15-40 s on 2 shared cores).
         var (batch, examples) = RandomBatch(4, 128, config.VocabSize, seed: 1);
         ProcessMemory.ResetPeak();
@@ -158,20 +179,6 @@ internal static class RealSizeBench
         SetMerged(classifier, false);
         Console.Error.WriteLine($"realsize {name}: scoring {unmergedRowsPerSecond:F2} rows/s unmerged, {mergedRowsPerSecond:F2} merged");
 
-        // A second transformer over the same base in this process (a reload, or a second adapter served beside the
-        // first): it rents the shared frozen weights, adds its own adapter and scores one batch. Peak resident memory
-        // while both exist, against one base's float32 bytes (the runtime's own ~150 MB included).
-        ProcessMemory.ResetPeak();
-        double twoModelsPeak;
-        using (var secondDecoder = SharedBaseModels.Rent(folder, CPU, ScalarType.Float32))
-        {
-            random.manual_seed(1);
-            using var second = (LlamaSequenceClassifier)TuningMethodRegistry.Get(TuningMethod.LabelSupervised).Factory.Build(secondDecoder, Labels, settings, tokenLevel: false);
-            ScoreRowsPerSecond(second, scoreRows);
-            twoModelsPeak = ProcessMemory.PeakRssBytes();
-        }
-
-        Console.Error.WriteLine($"realsize {name}: two transformers over one base: peak {twoModelsPeak / 1e9:F2} GB for {fp32Bytes / 1e9:F2} GB of float32 parameters");
 
         object? longRun = null;
         if (longStep)
@@ -200,6 +207,7 @@ internal static class RealSizeBench
             ["score_rows_per_s_merged"] = Math.Round(mergedRowsPerSecond, 2),
             ["merged_scoring_copies_bytes"] = mergedCopyBytes,
             ["peak_rss_after_step_bytes"] = peakAfterStep,
+            ["one_model_scoring_peak_rss_bytes"] = oneModelPeak,
             ["two_models_peak_rss_bytes"] = (long)twoModelsPeak,
             ["two_models_peak_rss_over_fp32"] = Math.Round(twoModelsPeak / fp32Bytes, 3),
             ["estimate_4x128_training_bytes"] = estimate.TrainingBytes,

@@ -72,7 +72,7 @@ public sealed class MemoryEstimateTests
         Assert.IsNotNull(available, "available memory is known on CPU");
         Assert.IsTrue(estimate.TrainingBytes > available.Value, $"{estimate} should exceed {MemoryEstimate.FormatBytes(available.Value)}");
         var tokens = 4096.0 * 4096;
-        var perLayer = (tokens * ((6 * 64) + (4 * 32) + (4 * 128))) + (0.44 * ((64 * ((2 * 64) + (2 * 32))) + (3 * 64 * 128)));
+        var perLayer = (tokens * ((6 * 64) + (4 * 32) + (4 * 128))) + (4.6 * 64 * 64);
         Assert.AreEqual((long)(((config.NumHiddenLayers * perLayer) + (tokens * ((64 * 4) + 1800))) * 4), estimate.ActivationBytes);
         Assert.AreEqual(4096L * 4096 * 4096 * 2 * 4, estimate.AttentionBytes);
 
