@@ -14,7 +14,9 @@ internal sealed class CompareSettings
         Usage: dotnet run --project samples/Compare -c Release -- [options]
           --quick            subsample (200 training and 100 test rows per data set), 1 epoch, 64 tokens: a smoke run
           --tune             first choose each LLaMA method's learning rate and epochs on validation rows held out from
-                             train.tsv (never test rows) and write them to --tuned; then compare with them
+                             train.tsv (never test rows) and write them to --tuned; then compare with them. A stopped
+                             --tune continues: methods already in --tuned for this model and these rows are kept
+          --tune-only        as --tune, but stop once the settings are written (no comparison, docs/results.* untouched)
           --tuned FILE       the chosen settings (default: docs/tuned-settings.json; full mode reads it when it exists)
           --untuned          ignore --tuned: every method at its default learning rate and --epochs
           --tune-epochs LIST successive-halving rungs in epochs (default 2,6: three learning rates at 2, the best at 6)
@@ -82,6 +84,9 @@ internal sealed class CompareSettings
 
     public bool Tune { get; private init; }
 
+    /// <summary>Gets a value indicating whether the run stops once the tuned settings are written (<c>--tune-only</c>).</summary>
+    public bool TuneOnly { get; private init; }
+
     public bool Untuned { get; private init; }
 
     public string? TunedPath { get; private init; }
@@ -123,7 +128,7 @@ internal sealed class CompareSettings
         var cli = SampleArgs.Parse(args,
             ["--model", "--data", "--out", "--datasets", "--methods", "--train-size", "--test-size", "--epochs", "--max-length", "--batch", "--seed", "--from-json",
               "--tuned", "--tune-epochs", "--tune-fit-size", "--tune-valid-size", "--curve-sizes", "--curve-seeds", "--curve-min-steps"],
-            ["--quick", "--tune", "--untuned", "--curve"]);
+            ["--quick", "--tune", "--tune-only", "--untuned", "--curve"]);
         if (cli.Free.Count > 0)
         {
             throw new ArgumentException($"Unexpected argument '{cli.Free[0]}'.");
@@ -131,7 +136,7 @@ internal sealed class CompareSettings
 
         var quick = cli.Flag("--quick");
         var curve = cli.Flag("--curve");
-        if (cli.Flag("--tune") && cli.Flag("--untuned"))
+        if ((cli.Flag("--tune") || cli.Flag("--tune-only")) && cli.Flag("--untuned"))
         {
             throw new ArgumentException("--tune and --untuned exclude each other.");
         }
@@ -156,7 +161,8 @@ internal sealed class CompareSettings
             BatchSize = cli.Int("--batch", quick ? 8 : 16, minimum: 1),
             Seed = cli.Int("--seed", 0),
             FromJson = cli.String("--from-json"),
-            Tune = cli.Flag("--tune"),
+            Tune = cli.Flag("--tune") || cli.Flag("--tune-only"),
+            TuneOnly = cli.Flag("--tune-only"),
             Untuned = cli.Flag("--untuned"),
             TunedPath = cli.String("--tuned"),
             TuneEpochs = tuneEpochs,

@@ -101,6 +101,10 @@ if (settings.Tune)
     Tuning.Save(tunedPath, modelPath, settings, tuned);
     AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, tunedPath))}[/].");
     AnsiConsole.WriteLine();
+    if (settings.TuneOnly)
+    {
+        return 0;
+    }
 }
 else if (!settings.Untuned && !settings.Quick && File.Exists(tunedPath))
 {
