@@ -53,6 +53,12 @@ internal sealed class ClassifierTrainingTask : ITrainingTask, IDisposable
     /// <summary>Micro-batches run before training to measure the time per token (the first only warms the allocator).</summary>
     internal const int WarmupMicroBatches = 3;
 
+    /// <summary>
+    /// Padded tokens at most per warm-up micro-batch: longer micro-batches are cut to their first rows for the timing
+    /// (at least one), so that timing a large model's step does not cost a step (per-token time is extrapolated).
+    /// </summary>
+    internal const int WarmupTokens = 4096;
+
     private const string BestPrefix = "best.";
 
     private readonly IClassifierModel _model;
@@ -331,14 +337,16 @@ internal sealed class ClassifierTrainingTask : ITrainingTask, IDisposable
     }
 
     /// <summary>
-    /// Runs a few forward and backward passes on the epoch's first micro-batches, as training will, and extrapolates
-    /// the time per optimizer step and per epoch from the time per padded token over the epoch's planned batches.
+    /// Runs a few forward and backward passes on the epoch's first micro-batches (each cut to
+    /// <see cref="WarmupTokens"/> padded tokens), as training will, and extrapolates the time per optimizer step and
+    /// per epoch from the time per padded token over the epoch's planned batches.
     /// The gradients are cleared afterwards (set to none, as before the first step), so training is unchanged.
     /// </summary>
     private (TimeSpan Step, TimeSpan Epoch) Warmup(int epoch)
     {
         var chunks = LengthGroupedBatcher.Plan(_lengths, _plan.BatchSize, _plan.Seed, epoch).SelectMany(b => b.Chunk(_plan.MicroBatch)).ToList();
         static long Padded(int[] chunk, int[] lengths) => (long)chunk.Length * chunk.Max(i => lengths[i]);
+        int[] Timed(int[] chunk) => chunk.Take(Math.Max(1, WarmupTokens / Math.Max(1, chunk.Max(i => _lengths[i])))).ToArray();
         var runs = Math.Min(WarmupMicroBatches, chunks.Count);
         double seconds = 0;
         long tokens = 0;
@@ -349,7 +357,7 @@ internal sealed class ClassifierTrainingTask : ITrainingTask, IDisposable
             using (var scope = NewDisposeScope())
             {
                 random.manual_seed(_plan.Seed);
-                var examples = chunks[k].Select(i => _train[i]).ToList();
+                var examples = Timed(chunks[k]).Select(i => _train[i]).ToList();
                 var batch = TokenBatch.Collate(examples.Select(e => e.Ids).ToList(), _plan.PadId, _plan.Device);
                 var loss = _model.Loss(batch, examples, _classWeights);
                 loss.backward();
@@ -359,7 +367,7 @@ internal sealed class ClassifierTrainingTask : ITrainingTask, IDisposable
             if (k > 0 || runs == 1)
             {
                 seconds += clock.Elapsed.TotalSeconds;
-                tokens += Padded(chunks[k], _lengths);
+                tokens += Padded(Timed(chunks[k]), _lengths);
             }
         }
 
