@@ -174,12 +174,22 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         for (var i = 0; i < _layerArray.Length; i++)
         {
             var at = i == _layerArray.Length - 1 ? outputPositions : null;
-            hidden = (checkpoint, at) switch
+            var next = (checkpoint, at) switch
             {
                 (true, _) => LayerCheckpoint.Run(_layerArray[i], hidden, context, at), // [B, T or 1, D]; recomputed in backward
                 (false, { } rows) => _layerArray[i].ForwardAt(hidden, context, rows),  // [B, 1, D]
                 (false, null) => _layerArray[i].call(hidden, context),                 // [B, T, D]
             };
+            if (hiddenStates is null && !ReferenceEquals(hidden, embeds))
+            {
+                // The previous layer's output is not needed here any more (autograd keeps its own reference where
+                // backward needs it): freed now rather than with the forward's scope, so a forward holds one or two
+                // hidden-width buffers between layers instead of one per layer, and the C heap can reuse what each
+                // layer frees.
+                hidden.Dispose();
+            }
+
+            hidden = next;
             hiddenStates?.Add(hidden);
         }
 

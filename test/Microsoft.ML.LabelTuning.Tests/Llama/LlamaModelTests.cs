@@ -270,6 +270,34 @@ public sealed class LlamaModelTests
     }
 
     [TestMethod]
+    public void ForwardFreesLayerOutputsEarlyButKeepsTheCallersEmbeddingsAndRequestedHiddenStates()
+    {
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var config = TinyConfig(layers: 3);
+        using var model = TinyModel(config);
+        var ids = RandomIds(2, 5, 101, seed: 16);
+        var embeds = model.EmbedTokens.call(ids);
+        var first = model.call(new LlamaInput { InputsEmbeds = embeds }).LastHiddenState;
+
+        // The caller's embeddings are not the model's to free, and a second forward over them gives the same output.
+        Assert.IsFalse(embeds.IsInvalid, "The caller's InputsEmbeds were disposed by the forward.");
+        AssertClose(first, model.call(new LlamaInput { InputsEmbeds = embeds }).LastHiddenState, 0, "second forward");
+
+        // Requested hidden states are all kept, each equal to running the layers one by one.
+        var output = model.call(new LlamaInput { InputIds = ids, OutputHiddenStates = true });
+        Assert.IsTrue(output.HiddenStates!.All(h => !h.IsInvalid), "A requested hidden state was disposed.");
+        var (cos, sin) = model.Rotary.ForRange(0, 5, embeds.device, embeds.dtype);
+        var context = new AttentionContext(cos, sin, null, true, null, null);
+        var hidden = embeds;
+        for (var i = 0; i < config.NumHiddenLayers - 1; i++)
+        {
+            hidden = model.Layers[i].call(hidden, context);
+            AssertClose(hidden, output.HiddenStates![i + 1], 1e-6, $"hidden state {i + 1}");
+        }
+    }
+
+    [TestMethod]
     public void CausalLmTiesOrOwnsItsHead()
     {
         using var scope = torch.NewDisposeScope();
