@@ -4,7 +4,9 @@ namespace Microsoft.ML.LabelTuning.Runtime;
 
 /// <summary>
 /// Process-wide torch settings. Torch's default thread count differs between libtorch builds, so the
-/// library sets it explicitly once: <c>LABELTUNING_THREADS</c> when set, otherwise the processor count.
+/// library sets it explicitly once: <c>LABELTUNING_THREADS</c> when set, otherwise the processor count. On Linux it
+/// also fixes the C heap's thresholds for tensor memory once (see <c>NativeHeap</c>; <c>LABELTUNING_MALLOC=default</c>
+/// leaves them).
 /// </summary>
 public static class TorchRuntime
 {
@@ -27,6 +29,7 @@ public static class TorchRuntime
                 return;
             }
 
+            NativeHeap.Configure();
             var threads = DefaultThreads();
             torch.set_num_threads(threads);
             torch.set_num_interop_threads(1);
