@@ -112,6 +112,9 @@ else if (!settings.Untuned && !settings.Quick && File.Exists(tunedPath))
     AnsiConsole.MarkupLine(Markup.Escape($"learning rates and epochs from {RepoPaths.Relative(root, tunedPath)} (chosen on validation rows; --untuned ignores them)"));
 }
 
+var partialPath = Path.Combine(outPath, PartialRun.FileName);
+var resumeKey = settings.Quick ? null : PartialRun.Key(settings, modelPath, tuned);
+var (stopped, stoppedElapsed) = resumeKey is null ? ([], TimeSpan.Zero) : PartialRun.Read(partialPath, resumeKey, message => AnsiConsole.MarkupLine(Markup.Escape(message)));
 var runs = new List<DatasetRun>();
 foreach (var dataset in datasets)
 {
@@ -121,20 +124,29 @@ foreach (var dataset in datasets)
     var plan = new RunPlan(ml, modelPath, trainRows, testRows, dataset, settings);
     AnsiConsole.Write(new Rule(Markup.Escape($"{dataset.Name}: {trainRows.Count} training rows ({TextData.Describe(trainRows)}), {testRows.Count} test rows")).LeftJustified());
     var results = new List<MethodResult>();
+    var earlier = stopped.FirstOrDefault(r => r.Dataset.Name == dataset.Name && r.TrainRows == trainRows.Count && r.TestRows == testRows.Count)?.Results ?? [];
     foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
     {
-        var result = method.Run(plan, tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id));
+        var kept = earlier.FirstOrDefault(r => r.Method == method.Name);
+        var result = kept ?? method.Run(plan, tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id));
         results.Add(result);
         AnsiConsole.MarkupLine(result.Error is null
-            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1} ± {result.StandardError(testRows.Count):P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s")
+            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1} ± {result.StandardError(testRows.Count):P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s{(kept is null ? string.Empty : " (measured by the stopped run; kept)")}")
             : $"  [red]{Markup.Escape($"{result.Method} failed: {result.Error}")}[/]");
+        if (resumeKey is not null)
+        {
+            // The progress so far, so that a stopped run continues from here.
+            var soFar = runs.Append(new DatasetRun(dataset, trainRows.Count, testRows.Count, results.ToList())).ToList();
+            new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), stoppedElapsed + total.Elapsed, soFar, DateTime.UtcNow) { Tuned = tuned, ResumeKey = resumeKey }
+                .WriteJson(partialPath);
+        }
     }
 
     runs.Add(new DatasetRun(dataset, trainRows.Count, testRows.Count, results));
     AnsiConsole.WriteLine();
 }
 
-var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), total.Elapsed, runs, DateTime.UtcNow)
+var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), stoppedElapsed + total.Elapsed, runs, DateTime.UtcNow)
 {
     Tuned = tuned,
     Curve = LearningCurve.TryRead(Path.Combine(outPath, "learning-curve.json")),
@@ -144,6 +156,7 @@ var chart = Path.Combine(outPath, "results.png");
 report.WriteChart(chart);
 report.WriteMarkdown(markdown, Path.GetFileName(chart));
 report.WriteJson(Path.Combine(outPath, "results.json"));
+File.Delete(partialPath);
 AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, markdown))}[/] and [blue]{Markup.Escape(RepoPaths.Relative(root, chart))}[/] in {total.Elapsed.TotalMinutes:F1} min.");
 return runs.SelectMany(r => r.Results).Any(r => r.Error is not null) ? 1 : 0;
 

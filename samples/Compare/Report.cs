@@ -182,11 +182,24 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         chart.Save(path);
     }
 
+    /// <summary>Gets the time the run took (for a continued run, its stopped parts included).</summary>
+    public TimeSpan Elapsed => elapsed;
+
+    /// <summary>Gets when the report was written.</summary>
+    public DateTime Written => written;
+
+    /// <summary>Gets the runs, per data set.</summary>
+    public IReadOnlyList<DatasetRun> Runs => runs;
+
+    /// <summary>Gets the key of a run in progress (<see cref="PartialRun"/>); null in a finished report.</summary>
+    public string? ResumeKey { get; init; }
+
     public void WriteJson(string path)
     {
         var json = JsonSerializer.Serialize(new
         {
             mode = settings.Quick ? "quick" : "full",
+            resume_key = ResumeKey,
             written_utc = written,
             machine,
             load_average_start = loadBefore,
@@ -218,7 +231,9 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
                 }),
             }),
         }, new JsonSerializerOptions { WriteIndented = true });
-        File.WriteAllText(path, json);
+        var temp = path + ".tmp";
+        File.WriteAllText(temp, json);
+        File.Move(temp, path, overwrite: true);
     }
 
     /// <summary>Rebuilds a report from the results.json an earlier run wrote (to re-render results.md and the chart).</summary>
