@@ -42,6 +42,8 @@ internal sealed class CompareSettings
           --batch N          texts per step (default: quick 8; full 16)
           --seed N           seed (default 0)
           --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote
+        A stopped full run or --curve continues when started again with the same settings: each finished method (each
+        curve point) is kept in results.partial.json (learning-curve.partial.json) in --out until the run is done.
         """;
 
     public static readonly string[] AllDatasets = ["imdb", "spam", "austen"];

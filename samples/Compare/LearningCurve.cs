@@ -101,10 +101,17 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
         chart.Save(path);
     }
 
+    /// <summary>Gets the key of a curve in progress (see <see cref="LearningCurve"/>); null in a finished one.</summary>
+    public string? ResumeKey { get; init; }
+
+    /// <summary>Gets the minutes the curve took (for a continued one, its stopped parts included).</summary>
+    public double Minutes => minutes;
+
     public void WriteJson(string path)
     {
         var json = JsonSerializer.Serialize(new
         {
+            resume_key = ResumeKey,
             written_utc = written,
             machine,
             minutes,
@@ -166,6 +173,11 @@ internal static class LearningCurve
             AnsiConsole.MarkupLine("[yellow]No tuned settings: every method runs at its default learning rate and --epochs. Run --tune first for settings chosen on validation rows.[/]");
         }
 
+        // A stopped curve continues: every point is written to the progress file as soon as it is measured, under a
+        // key of what decides a point (base model, test rows, tokens, batch, minimum steps, seed, tuned settings).
+        var partialPath = Path.Combine(outPath, PartialFileName);
+        var key = Key(settings, modelPath, tuned);
+        var (stopped, stoppedMinutes) = ReadStopped(partialPath, key);
         var points = new List<CurvePoint>();
         foreach (var dataset in datasets)
         {
@@ -183,6 +195,14 @@ internal static class LearningCurve
                     var plan = new RunPlan(ml, modelPath, rows, test, dataset, settings);
                     foreach (var method in methods)
                     {
+                        if (stopped.FirstOrDefault(p => p.Dataset == dataset.Name && p.Method == method.Name && p.Rows == rows.Count && p.Seed == seed && p.TestRows == test.Count) is { } kept)
+                        {
+                            points.Add(kept);
+                            AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                                $"  {rows.Count} rows, seed {seed}, {method.Name}: {kept.Accuracy:P1} (measured by the stopped run; kept)")));
+                            continue;
+                        }
+
                         var setting = tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id);
                         var (lr, epochs) = Methods.Budget(method, plan, setting);
                         var stepsPerEpoch = (rows.Count + settings.BatchSize - 1) / settings.BatchSize;
@@ -192,13 +212,16 @@ internal static class LearningCurve
                         points.Add(new CurvePoint(dataset.Name, method.Name, rows.Count, seed, result.Accuracy, test.Count, result.LearningRate, result.Epochs, result.TrainSeconds, result.Error));
                         AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                             $"  {rows.Count} rows, seed {seed}, {method.Name}: {(result.Error is null ? $"{result.Accuracy:P1} ({(method.Tuning is null ? "" : $"lr {result.LearningRate:G3}, {result.Epochs} epochs, ")}{result.TrainSeconds:F0} s)" : result.Error)}")));
+                        new CurveReport(points, settings.MaxLength, settings.BatchSize, settings.CurveMinSteps, MachineInfo.Describe(), DateTime.UtcNow, stoppedMinutes + clock.Elapsed.TotalMinutes) { ResumeKey = key }
+                            .WriteJson(partialPath);
                     }
                 }
             }
         }
 
-        var report = new CurveReport(points, settings.MaxLength, settings.BatchSize, settings.CurveMinSteps, MachineInfo.Describe(), DateTime.UtcNow, clock.Elapsed.TotalMinutes);
+        var report = new CurveReport(points, settings.MaxLength, settings.BatchSize, settings.CurveMinSteps, MachineInfo.Describe(), DateTime.UtcNow, stoppedMinutes + clock.Elapsed.TotalMinutes);
         report.WriteJson(Path.Combine(outPath, "learning-curve.json"));
+        File.Delete(partialPath);
         report.WriteChart(Path.Combine(outPath, "results-learning-curve.png"));
         AnsiConsole.MarkupLine($"Wrote [blue]{Markup.Escape(RepoPaths.Relative(root, Path.Combine(outPath, "learning-curve.json")))}[/] and results-learning-curve.png.");
         var results = Path.Combine(outPath, "results.json");
@@ -210,6 +233,57 @@ internal static class LearningCurve
         }
 
         return points.Any(p => p.Error is not null) ? 1 : 0;
+    }
+
+    /// <summary>The file a curve in progress writes each point to, beside learning-curve.json; deleted when the curve is done.</summary>
+    public const string PartialFileName = "learning-curve.partial.json";
+
+    private static string Key(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned)
+    {
+        var decisive = JsonSerializer.Serialize(new
+        {
+            model = Tuning.ModelHash(modelPath),
+            test = settings.TestSize,
+            max_length = settings.MaxLength,
+            batch = settings.BatchSize,
+            min_steps = settings.CurveMinSteps,
+            seed = settings.Seed,
+            untuned = settings.Untuned,
+            epochs = settings.Epochs,
+            tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
+                .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs, t.ValidationAccuracy }),
+        });
+        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(decisive)));
+    }
+
+    private static (IReadOnlyList<CurvePoint> Points, double Minutes) ReadStopped(string path, string key)
+    {
+        if (!File.Exists(path))
+        {
+            return ([], 0);
+        }
+
+        try
+        {
+            using (var document = JsonDocument.Parse(File.ReadAllText(path)))
+            {
+                if (!document.RootElement.TryGetProperty("resume_key", out var found) || found.ValueKind != JsonValueKind.String || found.GetString() != key)
+                {
+                    AnsiConsole.MarkupLine(Markup.Escape($"{path} holds a stopped curve with other settings, tuned settings or base model; starting afresh."));
+                    return ([], 0);
+                }
+            }
+
+            var stopped = CurveReport.Read(path);
+            var points = stopped.Points.Where(p => p.Error is null).ToList();
+            AnsiConsole.MarkupLine(Markup.Escape($"continuing the curve stopped with {points.Count} points measured ({path})"));
+            return (points, stopped.Minutes);
+        }
+        catch (JsonException e)
+        {
+            AnsiConsole.MarkupLine(Markup.Escape($"{path} is not a readable progress file ({e.Message}); starting afresh."));
+            return ([], 0);
+        }
     }
 
     /// <summary>A balanced draw of <paramref name="size"/> rows; per seed the order is fixed, so the draws of one seed are nested.</summary>
