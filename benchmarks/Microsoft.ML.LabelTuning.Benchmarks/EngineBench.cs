@@ -60,7 +60,54 @@ internal static class EngineBench
             optimizer.Step(1e-4);
             optimizer.ZeroGrad();
         });
+        // Where the step's time goes: the training forward alone (autograd recording, dropout), then forward and
+        // backward without the optimizer; the optimizer's share is the rest.
+        var trainForwardMs = Time(8, 2, () =>
+        {
+            using var scope = NewDisposeScope();
+            nn.functional.cross_entropy(classifier.forward(batch), labels);
+        });
+        var forwardBackwardMs = Time(8, 2, () =>
+        {
+            using var scope = NewDisposeScope();
+            nn.functional.cross_entropy(classifier.forward(batch), labels).backward();
+            optimizer.ZeroGrad();
+        });
+        using (var scope = NewDisposeScope())
+        {
+            nn.functional.cross_entropy(classifier.forward(batch), labels).backward();
+        }
+
+        var optimizerMs = Time(8, 2, () => optimizer.Step(1e-4));
+        optimizer.ZeroGrad();
+        // The same step with LoRA dropout 0 (a second model from the same seed): what the dropout masks cost.
+        random.manual_seed(0);
+        using var plainModel = new LlamaModel(config);
+        LoraInjector.Apply(plainModel, BenchConfig.LoraRank, BenchConfig.LoraAlpha, 0.0, BenchConfig.LoraTargets, useRsLora: false);
+        using var plain = new LlamaSequenceClassifier(plainModel, BenchConfig.Labels, null, Pooling.Last, causal: true, tokenLevel: false);
+        plain.FreezeBase();
+        var plainTrainable = plain.TrainableParameters();
+        using var plainOptimizer = new AdamW([new ParameterGroup("all", plainTrainable, 1, 0.01)]);
+        plain.SetTraining(true);
+        var noDropoutMs = Time(8, 2, () =>
+        {
+            using var scope = NewDisposeScope();
+            nn.functional.cross_entropy(plain.forward(batch), labels).backward();
+            plainOptimizer.Step(1e-4);
+            plainOptimizer.ZeroGrad();
+        });
         var stepFlops = 2 * forwardFlops;
+        yield return new
+        {
+            bench = "engine_lora_step_parts",
+            step_without_dropout_ms = Math.Round(noDropoutMs, 2),
+            optimizer_alone_ms = Math.Round(optimizerMs, 2),
+            no_grad_forward_ms = Math.Round(forwardMs, 2),
+            training_forward_ms = Math.Round(trainForwardMs, 2),
+            backward_ms = Math.Round(forwardBackwardMs - trainForwardMs, 2),
+            optimizer_ms = Math.Round(stepMs - forwardBackwardMs, 2),
+            step_ms = Math.Round(stepMs, 2),
+        };
         yield return new
         {
             bench = "engine_lora_step",
