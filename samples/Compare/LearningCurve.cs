@@ -238,52 +238,31 @@ internal static class LearningCurve
     /// <summary>The file a curve in progress writes each point to, beside learning-curve.json; deleted when the curve is done.</summary>
     public const string PartialFileName = "learning-curve.partial.json";
 
-    private static string Key(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned)
+    private static string Key(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned) => PartialRun.Hash(new
     {
-        var decisive = JsonSerializer.Serialize(new
-        {
-            model = Tuning.ModelHash(modelPath),
-            test = settings.TestSize,
-            max_length = settings.MaxLength,
-            batch = settings.BatchSize,
-            min_steps = settings.CurveMinSteps,
-            seed = settings.Seed,
-            untuned = settings.Untuned,
-            epochs = settings.Epochs,
-            tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
-                .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs, t.ValidationAccuracy }),
-        });
-        return Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(decisive)));
-    }
+        model = Tuning.ModelHash(modelPath),
+        test = settings.TestSize,
+        max_length = settings.MaxLength,
+        batch = settings.BatchSize,
+        min_steps = settings.CurveMinSteps,
+        seed = settings.Seed,
+        untuned = settings.Untuned,
+        epochs = settings.Epochs,
+        tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
+            .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs, t.ValidationAccuracy }),
+    });
 
     private static (IReadOnlyList<CurvePoint> Points, double Minutes) ReadStopped(string path, string key)
     {
-        if (!File.Exists(path))
+        if (!PartialRun.Matches(path, key, message => AnsiConsole.MarkupLine(Markup.Escape(message))))
         {
             return ([], 0);
         }
 
-        try
-        {
-            using (var document = JsonDocument.Parse(File.ReadAllText(path)))
-            {
-                if (!document.RootElement.TryGetProperty("resume_key", out var found) || found.ValueKind != JsonValueKind.String || found.GetString() != key)
-                {
-                    AnsiConsole.MarkupLine(Markup.Escape($"{path} holds a stopped curve with other settings, tuned settings or base model; starting afresh."));
-                    return ([], 0);
-                }
-            }
-
-            var stopped = CurveReport.Read(path);
-            var points = stopped.Points.Where(p => p.Error is null).ToList();
-            AnsiConsole.MarkupLine(Markup.Escape($"continuing the curve stopped with {points.Count} points measured ({path})"));
-            return (points, stopped.Minutes);
-        }
-        catch (JsonException e)
-        {
-            AnsiConsole.MarkupLine(Markup.Escape($"{path} is not a readable progress file ({e.Message}); starting afresh."));
-            return ([], 0);
-        }
+        var stopped = CurveReport.Read(path);
+        var points = stopped.Points.Where(p => p.Error is null).ToList();
+        AnsiConsole.MarkupLine(Markup.Escape($"continuing the curve stopped with {points.Count} points measured ({path})"));
+        return (points, stopped.Minutes);
     }
 
     /// <summary>A balanced draw of <paramref name="size"/> rows; per seed the order is fixed, so the draws of one seed are nested.</summary>

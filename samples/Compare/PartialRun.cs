@@ -5,32 +5,63 @@ using System.Text.Json;
 namespace Compare;
 
 /// <summary>
-/// Full mode's progress, so that a run stopped before its end (a session that ends, Ctrl+C) continues where it stopped:
-/// after each method the results so far go to <see cref="FileName"/> beside results.md, with a key of everything that
-/// decides a result (the base model's SHA-256, the rows, sequence length, batch, seed, epochs and the tuned settings).
-/// A later run with the same key keeps the methods that finished and runs the rest; one with another key starts
-/// afresh. The file is deleted when results.md is written.
+/// Progress of the long runs, so that one stopped before its end (a session that ends, Ctrl+C) continues where it
+/// stopped. Full mode writes the results so far to <see cref="FileName"/> beside results.md after each method, and
+/// <c>--curve</c> writes its points to <see cref="LearningCurve.PartialFileName"/> after each point, each with a key of
+/// everything that decides a result (the base model's SHA-256, the rows, sequence length, batch, seed, epochs and the
+/// tuned settings). A later run with the same key keeps what finished and runs the rest; one with another key starts
+/// afresh. The file is deleted when the run's own output is written.
 /// </summary>
 internal static class PartialRun
 {
     public const string FileName = "results.partial.json";
 
-    public static string Key(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned)
+    /// <summary>The key of full mode's results.</summary>
+    public static string Key(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned) => Hash(new
     {
-        var decisive = JsonSerializer.Serialize(new
+        model = Tuning.ModelHash(modelPath),
+        epochs = settings.Epochs,
+        batch = settings.BatchSize,
+        max_length = settings.MaxLength,
+        seed = settings.Seed,
+        train = settings.TrainSize,
+        test = settings.TestSize,
+        untuned = settings.Untuned,
+        tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
+            .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs }),
+    });
+
+    /// <summary>The SHA-256 of what decides a run's results, serialized as JSON.</summary>
+    public static string Hash(object decisive)
+        => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(JsonSerializer.Serialize(decisive))));
+
+    /// <summary>
+    /// Whether <paramref name="path"/> holds a stopped run with this key; when it exists but does not, says why the run
+    /// starts afresh.
+    /// </summary>
+    public static bool Matches(string path, string key, Action<string> say)
+    {
+        if (!File.Exists(path))
         {
-            model = Tuning.ModelHash(modelPath),
-            epochs = settings.Epochs,
-            batch = settings.BatchSize,
-            max_length = settings.MaxLength,
-            seed = settings.Seed,
-            train = settings.TrainSize,
-            test = settings.TestSize,
-            untuned = settings.Untuned,
-            tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
-                .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs }),
-        });
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(decisive)));
+            return false;
+        }
+
+        try
+        {
+            using var document = JsonDocument.Parse(File.ReadAllText(path));
+            if (document.RootElement.TryGetProperty("resume_key", out var found) && found.ValueKind == JsonValueKind.String && found.GetString() == key)
+            {
+                return true;
+            }
+
+            say($"{path} holds a stopped run with other settings, tuned settings or base model; starting afresh.");
+            return false;
+        }
+        catch (JsonException e)
+        {
+            say($"{path} is not a readable progress file ({e.Message}); starting afresh.");
+            return false;
+        }
     }
 
     /// <summary>
@@ -38,26 +69,8 @@ internal static class PartialRun
     /// </summary>
     public static (IReadOnlyList<DatasetRun> Runs, TimeSpan Elapsed) Read(string path, string key, Action<string> say)
     {
-        if (!File.Exists(path))
+        if (!Matches(path, key, say))
         {
-            return ([], TimeSpan.Zero);
-        }
-
-        string? found;
-        try
-        {
-            using var document = JsonDocument.Parse(File.ReadAllText(path));
-            found = document.RootElement.TryGetProperty("resume_key", out var k) && k.ValueKind == JsonValueKind.String ? k.GetString() : null;
-        }
-        catch (JsonException e)
-        {
-            say($"{path} is not a readable progress file ({e.Message}); starting afresh.");
-            return ([], TimeSpan.Zero);
-        }
-
-        if (found != key)
-        {
-            say($"{path} holds a stopped run with other settings, tuned settings or base model; starting afresh.");
             return ([], TimeSpan.Zero);
         }
 
