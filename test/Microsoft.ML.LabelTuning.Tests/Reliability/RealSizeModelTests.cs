@@ -19,13 +19,9 @@ public sealed class RealSizeModelTests
     [TestCategory("Slow")]
     public void ATinyLlamaSizedModelLoadsLeanTrainsAndReloadsInAFreshProcessWithIdenticalScores()
     {
-        var folder = Directory.CreateTempSubdirectory("lt-tinyllama-").FullName;
+        var folder = WriteTinyLlamaShapedFolder();
         try
         {
-            RandomCheckpoint.Write(RandomCheckpoint.Shapes["tinyllama-1.1b"], folder, seed: 1);
-            File.Copy(TinyModels.TokenizerModel, Path.Combine(folder, "tokenizer.model"));
-            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"),
-                """{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");
 
             // Lean loading, measured where nothing else has touched memory: a fresh process.
             var load = TestHostProcess.Run("load-rss", folder).Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries);
@@ -90,13 +86,9 @@ public sealed class RealSizeModelTests
     [TestCategory("Slow")]
     public void ABatchOf16x1024OnTheTinyLlamaShapeTrainsWithinMemoryByDefault()
     {
-        var folder = Directory.CreateTempSubdirectory("lt-tinyllama-").FullName;
+        var folder = WriteTinyLlamaShapedFolder();
         try
         {
-            RandomCheckpoint.Write(RandomCheckpoint.Shapes["tinyllama-1.1b"], folder, seed: 1);
-            File.Copy(TinyModels.TokenizerModel, Path.Combine(folder, "tokenizer.model"));
-            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"),
-                """{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");
             var output = TestHostProcess.Run("default-fit", folder, "16", "1024");
             Console.WriteLine(output);
             Directory.CreateDirectory(Fuzz.ResultsFolder);
@@ -113,6 +105,25 @@ public sealed class RealSizeModelTests
         finally
         {
             Directory.Delete(folder, recursive: true);
+        }
+    }
+
+    /// <summary>A random-weight checkpoint of the TinyLlama-1.1B shape (bf16 shards) with the tiny test tokenizer.</summary>
+    private static string WriteTinyLlamaShapedFolder()
+    {
+        var folder = Directory.CreateTempSubdirectory("lt-tinyllama-").FullName;
+        try
+        {
+            RandomCheckpoint.Write(RandomCheckpoint.Shapes["tinyllama-1.1b"], folder, seed: 1);
+            File.Copy(TinyModels.TokenizerModel, Path.Combine(folder, "tokenizer.model"));
+            File.WriteAllText(Path.Combine(folder, "tokenizer_config.json"),
+                """{"add_bos_token": true, "add_eos_token": false, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}""");
+            return folder;
+        }
+        catch
+        {
+            Directory.Delete(folder, recursive: true);
+            throw;
         }
     }
 }
