@@ -52,6 +52,11 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine();
         md.AppendLine($"Written by `samples/Compare` ({mode} mode) on {written:yyyy-MM-dd HH:mm} UTC. Rerun with");
         md.AppendLine($"`dotnet run --project samples/Compare -c Release{(settings.Quick ? " -- --quick" : string.Empty)}`; `--model <folder>` runs the same comparison on another base model.");
+        if (!settings.Quick)
+        {
+            md.AppendLine($"A stopped run continues from `{PartialRun.FileName}` when started again with the same settings; the minutes below include its stopped parts.");
+        }
+
         md.AppendLine();
         if (settings.Quick)
         {
