@@ -4,9 +4,9 @@ namespace Microsoft.ML.LabelTuning.Runtime;
 
 /// <summary>
 /// Process-wide torch settings. Torch's default thread count differs between libtorch builds, so the
-/// library sets it explicitly once: <c>LABELTUNING_THREADS</c> when set, otherwise the processor count. On Linux it
-/// also fixes the C heap's thresholds for tensor memory once (see <c>NativeHeap</c>; <c>LABELTUNING_MALLOC=default</c>
-/// leaves them).
+/// library sets it explicitly once: <c>LABELTUNING_THREADS</c> when set, otherwise the processor count. With
+/// <c>LABELTUNING_MALLOC=lean</c> it also fixes glibc's heap thresholds for tensor memory once (see <c>NativeHeap</c>);
+/// unset, the heap is left as the process has it.
 /// </summary>
 public static class TorchRuntime
 {
