@@ -43,7 +43,10 @@ internal sealed class CompareSettings
           --seed N           seed (default 0)
           --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote
         A stopped full run or --curve continues when started again with the same settings: each finished method (each
-        curve point) is kept in results.partial.json (learning-curve.partial.json) in --out until the run is done.
+        curve point) is kept in results.partial.json (learning-curve.partial.json) in --out until the run is done; a
+        method whose learning rate or epochs changed since (tuned again) runs again.
+          --keep-unchanged   full mode: take the results of the finished run in --out (results.json) where nothing that
+                             decides them changed, and run only the rest (a method tuned again, one that failed)
         """;
 
     public static readonly string[] AllDatasets = ["imdb", "spam", "austen"];
@@ -101,6 +104,9 @@ internal sealed class CompareSettings
 
     public bool Curve { get; private init; }
 
+    /// <summary>Gets a value indicating whether full mode keeps the finished run's results where nothing that decides them changed (<c>--keep-unchanged</c>).</summary>
+    public bool KeepUnchanged { get; private init; }
+
     public int[] CurveSizes { get; private init; } = [32, 64, 128, 256, 512, 1024];
 
     public int CurveSeeds { get; private init; } = 3;
@@ -130,7 +136,7 @@ internal sealed class CompareSettings
         var cli = SampleArgs.Parse(args,
             ["--model", "--data", "--out", "--datasets", "--methods", "--train-size", "--test-size", "--epochs", "--max-length", "--batch", "--seed", "--from-json",
               "--tuned", "--tune-epochs", "--tune-fit-size", "--tune-valid-size", "--curve-sizes", "--curve-seeds", "--curve-min-steps"],
-            ["--quick", "--tune", "--tune-only", "--untuned", "--curve"]);
+            ["--quick", "--tune", "--tune-only", "--untuned", "--curve", "--keep-unchanged"]);
         if (cli.Free.Count > 0)
         {
             throw new ArgumentException($"Unexpected argument '{cli.Free[0]}'.");
@@ -166,6 +172,7 @@ internal sealed class CompareSettings
             Tune = cli.Flag("--tune") || cli.Flag("--tune-only"),
             TuneOnly = cli.Flag("--tune-only"),
             Untuned = cli.Flag("--untuned"),
+            KeepUnchanged = cli.Flag("--keep-unchanged"),
             TunedPath = cli.String("--tuned"),
             TuneEpochs = tuneEpochs,
             TuneFitSize = cli.Int("--tune-fit-size", 600),

@@ -113,8 +113,16 @@ else if (!settings.Untuned && !settings.Quick && File.Exists(tunedPath))
 }
 
 var partialPath = Path.Combine(outPath, PartialRun.FileName);
-var resumeKey = settings.Quick ? null : PartialRun.Key(settings, modelPath, tuned);
-var (stopped, stoppedElapsed) = resumeKey is null ? ([], TimeSpan.Zero) : PartialRun.Read(partialPath, resumeKey, message => AnsiConsole.MarkupLine(Markup.Escape(message)));
+var resumeKey = settings.Quick ? null : PartialRun.Key(settings, modelPath);
+string LegacyKey(IReadOnlyList<TunedSetting> listed) => PartialRun.LegacyKey(settings, modelPath, listed);
+void Say(string message) => AnsiConsole.MarkupLine(Markup.Escape(message));
+var (stopped, stoppedElapsed) = resumeKey is null ? ([], TimeSpan.Zero) : PartialRun.Read(partialPath, resumeKey, Say, LegacyKey);
+if (resumeKey is not null && stopped.Count == 0 && settings.KeepUnchanged)
+{
+    // A finished run's results, kept where nothing that decides them changed: after tuning one method again, only it runs.
+    (stopped, stoppedElapsed) = PartialRun.Read(Path.Combine(outPath, "results.json"), resumeKey, Say, LegacyKey, (settings, RepoPaths.Relative(root, modelPath)));
+}
+
 var runs = new List<DatasetRun>();
 foreach (var dataset in datasets)
 {
@@ -127,11 +135,12 @@ foreach (var dataset in datasets)
     var earlier = stopped.FirstOrDefault(r => r.Dataset.Name == dataset.Name && r.TrainRows == trainRows.Count && r.TestRows == testRows.Count)?.Results ?? [];
     foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
     {
-        var kept = earlier.FirstOrDefault(r => r.Method == method.Name);
-        var result = kept ?? method.Run(plan, tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id));
+        var tunedFor = tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id);
+        var kept = earlier.FirstOrDefault(r => r.Method == method.Name && PartialRun.SameBudget(r, Methods.Budget(method, plan, tunedFor)));
+        var result = kept ?? method.Run(plan, tunedFor);
         results.Add(result);
         AnsiConsole.MarkupLine(result.Error is null
-            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1} ± {result.StandardError(testRows.Count):P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s{(kept is null ? string.Empty : " (measured by the stopped run; kept)")}")
+            ? Markup.Escape($"  {result.Method}: accuracy {result.Accuracy:P1} ± {result.StandardError(testRows.Count):P1}, macro-F1 {result.MacroF1:P1}, train {result.TrainSeconds:F0} s, {result.TrainableParameters:N0} trained parameters, {result.RowsPerSecond:F0} rows/s{(kept is null ? string.Empty : " (measured by the earlier run with the same settings; kept)")}")
             : $"  [red]{Markup.Escape($"{result.Method} failed: {result.Error}")}[/]");
         if (resumeKey is not null)
         {
@@ -150,6 +159,7 @@ var report = new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAv
 {
     Tuned = tuned,
     Curve = LearningCurve.TryRead(Path.Combine(outPath, "learning-curve.json")),
+    ResumeKey = resumeKey, // so that --keep-unchanged can take these results later
 };
 var markdown = Path.Combine(outPath, "results.md");
 var chart = Path.Combine(outPath, "results.png");

@@ -44,6 +44,12 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
     /// <summary>Gets the learning curve a <c>--curve</c> run wrote, or null.</summary>
     public CurveReport? Curve { get; init; }
 
+    /// <summary>Gets the settings the run had (those results.json records, when read back).</summary>
+    public CompareSettings Settings => settings;
+
+    /// <summary>Gets the base model's path, relative to the repository as the report writes it.</summary>
+    public string Model => model;
+
     public void WriteMarkdown(string path, string chartFile)
     {
         var md = new StringBuilder();
