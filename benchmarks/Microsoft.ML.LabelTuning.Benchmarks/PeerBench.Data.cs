@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.ML.LabelTuning.Data;
+using Microsoft.ML.LabelTuning.Runtime;
 using Microsoft.ML.LabelTuning.Tokenizers;
 using Microsoft.ML.LabelTuning.Training;
 using static TorchSharp.torch;
@@ -65,6 +66,7 @@ internal static partial class PeerBench
                 var plan = LengthGroupedBatcher.Plan(ids.Select(x => x.Length).ToArray(), BenchConfig.Batch, seed, 0);
                 long padded = 0;
                 var clock = Stopwatch.StartNew();
+                using var heap = NativeHeap.ForTraining(); // an epoch, as a fit runs it
                 foreach (var batch in plan)
                 {
                     using var scope = NewDisposeScope();
@@ -167,6 +169,7 @@ internal static partial class PeerBench
                     (double Ms, long PeakRss, long BaseRss) Ours()
                     {
                         using var scope = NewDisposeScope();
+                        using var heap = phase == "train" ? NativeHeap.ForTraining() : null; // the steps as a fit runs them
                         var tokenBatch = TokenBatch.Collate(rows, 0, CPU);
                         void Step()
                         {

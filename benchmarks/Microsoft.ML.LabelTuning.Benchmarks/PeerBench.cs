@@ -251,6 +251,7 @@ internal static partial class PeerBench
         public double[] Time(string method, string phase, int runs, int warmup)
         {
             var (model, optimizer, trainable) = Get(method);
+            using var heap = phase == "train" ? NativeHeap.ForTraining() : null; // the steps as a fit runs them
             var samples = new double[runs];
             for (var i = -warmup; i < runs; i++)
             {

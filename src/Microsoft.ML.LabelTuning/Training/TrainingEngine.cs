@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Microsoft.ML.LabelTuning.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -107,6 +108,7 @@ internal static class TrainingEngine
     /// <summary>Trains <paramref name="task"/> to its last step (or a stop) and returns the run's final state.</summary>
     public static TrainingRun Run(ITrainingTask task, EngineSettings settings)
     {
+        using var heap = NativeHeap.ForTraining(); // training's buffers stay resident for reuse until the fit ends
         using var optimizer = new AdamW(settings.Groups, settings.Beta1, settings.Beta2);
         var run = new TrainingRun(optimizer);
         long? lastWritten = null;

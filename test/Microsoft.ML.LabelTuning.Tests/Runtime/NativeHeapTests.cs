@@ -1,4 +1,5 @@
 using Microsoft.ML.LabelTuning.Runtime;
+using TorchSharp;
 
 namespace Microsoft.ML.LabelTuning.Tests.Runtime;
 
@@ -6,35 +7,71 @@ namespace Microsoft.ML.LabelTuning.Tests.Runtime;
 public sealed class NativeHeapTests
 {
     [TestMethod]
-    public void LeanIsOptInAndAnUnknownValueIsRefusedByName()
+    public void PhasedIsTheDefaultAndAnUnknownValueIsRefusedByName()
     {
-        Assert.IsFalse(NativeHeap.IsLean(null));
-        Assert.IsFalse(NativeHeap.IsLean(""));
-        Assert.IsFalse(NativeHeap.IsLean("default"));
-        Assert.IsTrue(NativeHeap.IsLean("lean"));
-        Assert.IsTrue(NativeHeap.IsLean("LEAN"));
-        var error = Assert.ThrowsExactly<InvalidOperationException>(() => NativeHeap.IsLean("small"));
+        Assert.AreEqual(HeapMode.Phased, NativeHeap.ParseMode(null));
+        Assert.AreEqual(HeapMode.Phased, NativeHeap.ParseMode(""));
+        Assert.AreEqual(HeapMode.Phased, NativeHeap.ParseMode("default"));
+        Assert.AreEqual(HeapMode.Phased, NativeHeap.ParseMode("Phased"));
+        Assert.AreEqual(HeapMode.Lean, NativeHeap.ParseMode("LEAN"));
+        Assert.AreEqual(HeapMode.Off, NativeHeap.ParseMode("off"));
+        var error = Assert.ThrowsExactly<InvalidOperationException>(() => NativeHeap.ParseMode("small"));
         StringAssert.Contains(error.Message, NativeHeap.Variable);
         StringAssert.Contains(error.Message, "'small'");
         StringAssert.Contains(error.Message, "'lean'");
+        StringAssert.Contains(error.Message, "'off'");
     }
 
     [TestMethod]
     public void TheRuntimeReportsWhatItDidWithTheHeap()
     {
         TorchRuntime.EnsureInitialized();
-        var lean = NativeHeap.IsLean(Environment.GetEnvironmentVariable(NativeHeap.Variable));
+        var mode = NativeHeap.ParseMode(Environment.GetEnvironmentVariable(NativeHeap.Variable));
         if (!OperatingSystem.IsLinux())
         {
             StringAssert.StartsWith(NativeHeap.State, "not Linux");
         }
-        else if (!lean)
+        else if (NativeHeap.Usage() is null || mode == HeapMode.Off
+            || !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("MALLOC_MMAP_THRESHOLD_")))
         {
-            Assert.AreEqual("glibc defaults", NativeHeap.State);
+            Assert.AreEqual(HeapMode.Off, NativeHeap.Mode, NativeHeap.State);
         }
         else
         {
-            Assert.AreNotEqual("not configured", NativeHeap.State);
+            Assert.AreEqual(mode, NativeHeap.Mode, NativeHeap.State);
+            StringAssert.StartsWith(NativeHeap.State, mode == HeapMode.Phased ? "phased" : "lean");
+            StringAssert.Contains(NativeHeap.State, "huge pages");
         }
+    }
+
+    [TestMethod]
+    public void OutsideFitsLargeBuffersAreMappedAndWhileOneRunsTheyComeFromTheHeap()
+    {
+        TorchRuntime.EnsureInitialized();
+        if (NativeHeap.Mode != HeapMode.Phased)
+        {
+            Assert.Inconclusive($"The heap is not phased here: {NativeHeap.State}");
+        }
+
+        const long Floats = 3 << 20; // 12 MiB: above the serving map threshold, below the training one
+        long MappedBy(Func<torch.Tensor> allocate)
+        {
+            var before = NativeHeap.Usage()!.Value.Mapped;
+            using var tensor = allocate();
+            return NativeHeap.Usage()!.Value.Mapped - before;
+        }
+
+        Assert.IsGreaterThanOrEqualTo(Floats * 4, MappedBy(() => torch.empty(Floats)), "serving: a 12 MiB buffer is mapped");
+        using (NativeHeap.ForTraining())
+        {
+            using (NativeHeap.ForTraining())
+            {
+                Assert.AreEqual(0, MappedBy(() => torch.empty(Floats)), "training: a 12 MiB buffer comes from the heap");
+            }
+
+            Assert.AreEqual(0, MappedBy(() => torch.empty(Floats)), "one fit still runs: still the training thresholds");
+        }
+
+        Assert.IsGreaterThanOrEqualTo(Floats * 4, MappedBy(() => torch.empty(Floats)), "the last fit ended: serving again");
     }
 }
