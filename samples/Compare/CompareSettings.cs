@@ -41,7 +41,8 @@ internal sealed class CompareSettings
           --max-length N     tokens per text, BOS and EOS included (default: quick 64; full 256)
           --batch N          texts per step (default: quick 8; full 16)
           --seed N           seed (default 0)
-          --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote
+          --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote,
+                             and results-learning-curve.png from the learning-curve.json beside it
         A stopped full run or --curve continues when started again with the same settings: each finished method (each
         curve point) is kept in results.partial.json (learning-curve.partial.json) in --out until the run is done; a
         method whose learning rate or epochs changed since (tuned again) runs again.

@@ -53,6 +53,7 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
             md.AppendLine();
             md.AppendLine($"| training rows | seeds | {string.Join(" | ", methods)} | best LLM − SDCA |");
             md.AppendLine($"|---:|---:|{string.Concat(methods.Select(_ => "---:|"))}---:|");
+            var gaps = new List<(int Size, double Diff, double Se)>();
             foreach (var size in sizes)
             {
                 var cells = methods.Select(m => Summarize(points.Where(p => p.Dataset == dataset && p.Method == m && p.Rows == size).ToList())).ToList();
@@ -67,6 +68,7 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
                     {
                         var se = Math.Sqrt((best.StandardError * best.StandardError) + (sdca.StandardError * sdca.StandardError));
                         var diff = best.Mean - sdca.Mean;
+                        gaps.Add((size, diff, se));
                         gap = string.Create(CultureInfo.InvariantCulture, $"{100 * diff:+0.0;-0.0} ± {100 * se:F1}{(diff > 2 * se ? " (> 2 SE)" : string.Empty)}");
                     }
                 }
@@ -76,6 +78,31 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
             }
 
             md.AppendLine();
+            if (gaps.Count > 0)
+            {
+                static string Sizes(IEnumerable<(int Size, double Diff, double Se)> rows) => string.Join(", ", rows.Select(r => r.Size));
+                var ahead = gaps.Where(g => g.Diff > 2 * g.Se).ToList();
+                var behind = gaps.Where(g => g.Diff < 0).ToList();
+                var within = gaps.Where(g => g.Diff >= 0 && g.Diff <= 2 * g.Se).ToList();
+                var parts = new List<string>();
+                if (ahead.Count > 0)
+                {
+                    parts.Add($"the best LLM method leads SDCA by more than two standard errors at {Sizes(ahead)} rows");
+                }
+
+                if (within.Count > 0)
+                {
+                    parts.Add($"leads within two standard errors at {Sizes(within)}");
+                }
+
+                if (behind.Count > 0)
+                {
+                    parts.Add($"SDCA is ahead at {Sizes(behind)}");
+                }
+
+                md.AppendLine($"Crossover on {dataset}: {string.Join("; ", parts)}.");
+                md.AppendLine();
+            }
         }
     }
 
@@ -90,6 +117,7 @@ internal sealed class CurveReport(IReadOnlyList<CurvePoint> points, int maxLengt
             YMin = 0.4,
             YMax = 1.0,
             Width = 1100,
+            LegendLowerRight = true, // accuracy rises with rows: the lower right stays empty
         };
         foreach (var series in points.GroupBy(p => (p.Dataset, p.Method)))
         {

@@ -40,7 +40,8 @@ if (settings.FromJson is { } json)
     var earlier = ResultsReport.FromJson(json);
     earlier.WriteChart(Path.Combine(folder, "results.png"));
     earlier.WriteMarkdown(Path.Combine(folder, "results.md"), "results.png");
-    Console.WriteLine($"Rewrote results.md and results.png in {folder} from {json}.");
+    earlier.Curve?.WriteChart(Path.Combine(folder, "results-learning-curve.png"));
+    Console.WriteLine($"Rewrote results.md and results.png{(earlier.Curve is null ? string.Empty : " and results-learning-curve.png")} in {folder} from {json}.");
     return 0;
 }
 

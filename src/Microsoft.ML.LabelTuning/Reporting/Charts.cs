@@ -131,6 +131,9 @@ public sealed class LineChart : Chart
     /// <summary>Gets or sets a value indicating whether the x axis is logarithmic (points with x &lt;= 0 are skipped). Default false.</summary>
     public bool LogX { get; set; }
 
+    /// <summary>Gets or sets a value indicating whether the legend sits in the lower right corner (where rising curves leave room) instead of the upper right.</summary>
+    public bool LegendLowerRight { get; set; }
+
     /// <summary>Adds a series; points with a non-finite coordinate are skipped.</summary>
     /// <param name="name">The legend entry (empty for none).</param>
     /// <param name="x">The x values.</param>
@@ -228,7 +231,7 @@ public sealed class LineChart : Chart
         }
 
         plot.Legend.IsVisible = _series.Any(s => !string.IsNullOrEmpty(s.Name));
-        plot.Legend.Alignment = Alignment.UpperRight;
+        plot.Legend.Alignment = LegendLowerRight ? Alignment.LowerRight : Alignment.UpperRight;
     }
 
     /// <summary>
