@@ -38,7 +38,7 @@ internal sealed class CompareSettings
           --train-size N     balanced training rows per data set (default: quick 200; full 0 = all)
           --test-size N      balanced test rows per data set (default: quick 100; full 0 = all)
           --epochs N         passes over the training rows where nothing was tuned (default: quick 1; full 2)
-          --max-length N     tokens per text, BOS and EOS included (default: quick 64; full 256)
+          --max-length N     tokens per text, BOS and EOS included, on every data set (default: quick 64; full 256, imdb 512)
           --batch N          texts per step (default: quick 8; full 16)
           --seed N           seed (default 0)
           --from-json FILE   train nothing: rewrite results.md and results.png (in --out) from a results.json an earlier run wrote,
@@ -105,6 +105,13 @@ internal sealed class CompareSettings
 
     public bool Curve { get; private init; }
 
+    /// <summary>Gets a value indicating whether --max-length was given (then it applies to every data set).</summary>
+    public bool MaxLengthGiven { get; private init; }
+
+    /// <summary>Tokens per text on a data set: --max-length when given; in full mode the data set's own length where it has one; else <see cref="MaxLength"/>.</summary>
+    public int MaxLengthFor(Dataset dataset)
+        => !MaxLengthGiven && !Quick && !Curve && dataset.FullMaxLength is { } length ? length : MaxLength;
+
     /// <summary>Gets a value indicating whether full mode keeps the finished run's results where nothing that decides them changed (<c>--keep-unchanged</c>).</summary>
     public bool KeepUnchanged { get; private init; }
 
@@ -167,6 +174,7 @@ internal sealed class CompareSettings
             TestRows = cli.String("--test-size") is null ? (curve ? 500 : null) : cli.Int("--test-size", 0),
             Epochs = cli.Int("--epochs", quick ? 1 : 2, minimum: 1),
             MaxLength = cli.Int("--max-length", quick ? 64 : curve ? 128 : 256, minimum: 8),
+            MaxLengthGiven = cli.String("--max-length") is not null,
             BatchSize = cli.Int("--batch", quick ? 8 : 16, minimum: 1),
             Seed = cli.Int("--seed", 0),
             FromJson = cli.String("--from-json"),

@@ -77,11 +77,12 @@ if (settings.Tune)
 
     // Settings tuned earlier for this model stay in the file (other data sets or methods), and a stopped run continues:
     // each choice is written as soon as it is made.
-    // The file records one sequence length and set of epoch rungs for all its settings, so a run under other ones starts afresh.
+    // Each setting records the sequence length it was tuned at (one at another length is tuned again); the file records
+    // one set of epoch rungs for all, so a run under other rungs starts afresh.
     var earlier = File.Exists(tunedPath) && !settings.Quick ? TryLoad(tunedPath, modelPath) : null;
-    if (earlier is not null && (earlier.MaxLength != settings.MaxLength || !earlier.EpochRungs.SequenceEqual(settings.TuneEpochs)))
+    if (earlier is not null && !earlier.EpochRungs.SequenceEqual(settings.TuneEpochs))
     {
-        AnsiConsole.MarkupLine(Markup.Escape($"{RepoPaths.Relative(root, tunedPath)} was tuned at {earlier.MaxLength} tokens with epoch rungs {string.Join(',', earlier.EpochRungs)}; this run replaces it."));
+        AnsiConsole.MarkupLine(Markup.Escape($"{RepoPaths.Relative(root, tunedPath)} was tuned with epoch rungs {string.Join(',', earlier.EpochRungs)}; this run replaces it."));
         earlier = null;
     }
 
@@ -133,7 +134,10 @@ foreach (var dataset in datasets)
     var plan = new RunPlan(ml, modelPath, trainRows, testRows, dataset, settings);
     AnsiConsole.Write(new Rule(Markup.Escape($"{dataset.Name}: {trainRows.Count} training rows ({TextData.Describe(trainRows)}), {testRows.Count} test rows")).LeftJustified());
     var results = new List<MethodResult>();
-    var earlier = stopped.FirstOrDefault(r => r.Dataset.Name == dataset.Name && r.TrainRows == trainRows.Count && r.TestRows == testRows.Count)?.Results ?? [];
+    var maxLength = settings.MaxLengthFor(dataset);
+    // Results measured at another sequence length are not kept (the classical baseline's either: it is re-run in seconds).
+    var earlier = stopped.FirstOrDefault(r => r.Dataset.Name == dataset.Name && r.TrainRows == trainRows.Count && r.TestRows == testRows.Count
+        && (r.MaxLength > 0 ? r.MaxLength : settings.MaxLength) == maxLength)?.Results ?? [];
     foreach (var method in Methods.All.Where(m => settings.MethodNames.Contains(m.Id)))
     {
         var tunedFor = tuned.FirstOrDefault(t => t.Dataset == dataset.Name && t.Method == method.Id);
@@ -146,13 +150,13 @@ foreach (var dataset in datasets)
         if (resumeKey is not null)
         {
             // The progress so far, so that a stopped run continues from here.
-            var soFar = runs.Append(new DatasetRun(dataset, trainRows.Count, testRows.Count, results.ToList())).ToList();
+            var soFar = runs.Append(new DatasetRun(dataset, trainRows.Count, testRows.Count, results.ToList()) { MaxLength = maxLength }).ToList();
             new ResultsReport(settings, machine, loadBefore, MachineInfo.LoadAverage(), RepoPaths.Relative(root, modelPath), stoppedElapsed + total.Elapsed, soFar, DateTime.UtcNow) { Tuned = tuned, ResumeKey = resumeKey }
                 .WriteJson(partialPath);
         }
     }
 
-    runs.Add(new DatasetRun(dataset, trainRows.Count, testRows.Count, results));
+    runs.Add(new DatasetRun(dataset, trainRows.Count, testRows.Count, results) { MaxLength = maxLength });
     AnsiConsole.WriteLine();
 }
 

@@ -7,7 +7,11 @@ using Microsoft.ML.LabelTuning.Reporting;
 namespace Compare;
 
 /// <summary>All methods' results on one data set.</summary>
-internal sealed record DatasetRun(Dataset Dataset, int TrainRows, int TestRows, IReadOnlyList<MethodResult> Results);
+internal sealed record DatasetRun(Dataset Dataset, int TrainRows, int TestRows, IReadOnlyList<MethodResult> Results)
+{
+    /// <summary>Gets the tokens per text the run cut inputs to (0: the report's <see cref="CompareSettings.MaxLength"/>).</summary>
+    public int MaxLength { get; init; }
+}
 
 /// <summary>Describes the machine the timings come from.</summary>
 internal static class MachineInfo
@@ -80,11 +84,12 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         md.AppendLine($"- **Base model:** `{model}`, frozen except for each method's trained parameters.");
         md.AppendLine($"- **Sizes:** {string.Join("; ", runs.Select(r => $"{r.Dataset.Name} {r.TrainRows} training rows and {r.TestRows} test rows"))}, balanced across labels, taken in file order from the committed splits in `data/`.");
         md.AppendLine(Tuned.Count == 0
-            ? $"- **Training:** {settings.Epochs} epoch(s) at each method's default learning rate (nothing tuned), batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay."
-            : $"- **Training:** batch {settings.BatchSize}, inputs cut to the first {settings.MaxLength} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay. " +
+            ? $"- **Training:** {settings.Epochs} epoch(s) at each method's default learning rate (nothing tuned), batch {settings.BatchSize}, inputs cut to the first {Lengths()} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay."
+            : $"- **Training:** batch {settings.BatchSize}, inputs cut to the first {Lengths()} tokens (BOS and EOS included), seed {settings.Seed}, AdamW with 10% warm-up and linear decay. " +
               "**Learning rate and epochs per method and data set were chosen on validation rows, never on test rows** " +
               $"(`--tune`: the last {Tuned.Max(t => t.ValidationRows)} rows, balanced, of each data set's train.tsv held out; a successive-halving `LabelTuningExperiment` per method " +
-              "over the learning rate within 4x of the default and the epochs; see the table below and `docs/tuned-settings.json`), then trained on all the training rows.");
+              "over the learning rate within 4x of the default and the epochs; see the table below and `docs/tuned-settings.json`), then trained on all the training rows." +
+              CarriedOver());
         md.AppendLine($"- **Total time:** {elapsed.TotalMinutes:F1} min.");
         md.AppendLine("- **Columns:** accuracy ± its standard error (binomial, sqrt(p(1-p)/n) over the test rows) and macro-F1 (mean of the per-class F1) on the test rows;");
         md.AppendLine("  the learning rate and epochs the run used; training time (wall clock, model loading included);");
@@ -102,7 +107,7 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         {
             md.AppendLine($"## {run.Dataset.Name}: {run.Dataset.Task}");
             md.AppendLine();
-            md.AppendLine($"{run.TrainRows} training rows, {run.TestRows} test rows; always guessing one class scores {_chance.GetValueOrDefault(run.Dataset.Name, double.NaN):P1}.");
+            md.AppendLine($"{run.TrainRows} training rows, {run.TestRows} test rows, inputs cut to {LengthOf(run)} tokens; always guessing one class scores {_chance.GetValueOrDefault(run.Dataset.Name, double.NaN):P1}.");
             md.AppendLine();
             md.AppendLine("| method | accuracy | macro-F1 | lr, epochs | training time | trained parameters | scoring rows/s |");
             md.AppendLine("|---|---:|---:|---:|---:|---:|---:|");
@@ -129,12 +134,12 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
         {
             md.AppendLine("## Settings chosen on validation rows");
             md.AppendLine();
-            md.AppendLine("| data set | method | learning rate | epochs | validation accuracy | fit rows | validation rows | trials | tuning time |");
-            md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+            md.AppendLine("| data set | method | learning rate | epochs | validation accuracy | tokens | fit rows | validation rows | trials | tuning time |");
+            md.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
             foreach (var t in Tuned.OrderBy(t => Array.IndexOf(CompareSettings.AllDatasets, t.Dataset)).ThenBy(t => Array.IndexOf(CompareSettings.AllMethods, t.Method)))
             {
                 md.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {t.Dataset} | {Methods.ById(t.Method).Name} | {t.LearningRate:G3} | {t.Epochs} | {t.ValidationAccuracy:P1} ± {100 * t.ValidationStandardError:F1} | {t.FitRows} | {t.ValidationRows} | {t.Trials} | {t.Seconds:F0} s |"));
+                    $"| {t.Dataset} | {Methods.ById(t.Method).Name} | {t.LearningRate:G3} | {t.Epochs} | {t.ValidationAccuracy:P1} ± {100 * t.ValidationStandardError:F1} | {(t.MaxLength > 0 ? t.MaxLength : settings.MaxLength)} | {t.FitRows} | {t.ValidationRows} | {t.Trials} | {t.Seconds:F0} s |"));
             }
 
             md.AppendLine();
@@ -199,6 +204,26 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
     /// <summary>Gets when the report was written.</summary>
     public DateTime Written => written;
 
+    /// <summary>Gets the tokens per text of a data set's run.</summary>
+    public int LengthOf(DatasetRun run) => run.MaxLength > 0 ? run.MaxLength : settings.MaxLength;
+
+    /// <summary>Says where settings tuned at one sequence length were used at another (empty where none were).</summary>
+    private string CarriedOver()
+    {
+        var carried = runs.SelectMany(r => Tuned.Where(t => t.Dataset == r.Dataset.Name && t.MaxLength > 0 && t.MaxLength != LengthOf(r))
+                .Select(t => (Run: r, t.MaxLength)))
+            .DistinctBy(x => (x.Run.Dataset.Name, x.MaxLength))
+            .Select(x => $"{x.Run.Dataset.Name}'s were chosen at {x.MaxLength} tokens and used at {LengthOf(x.Run)}")
+            .ToList();
+        return carried.Count == 0 ? string.Empty : $" Not tuned again at this run's lengths: {string.Join("; ", carried)}.";
+    }
+
+    /// <summary>Gets the tokens per text as the setup states them: one number, or one per data set where they differ.</summary>
+    private string Lengths()
+        => runs.Select(LengthOf).Distinct().Count() <= 1
+            ? $"{(runs.Count > 0 ? LengthOf(runs[0]) : settings.MaxLength)}"
+            : string.Join(", ", runs.Select(r => $"{LengthOf(r)} ({r.Dataset.Name})"));
+
     /// <summary>Gets the runs, per data set.</summary>
     public IReadOnlyList<DatasetRun> Runs => runs;
 
@@ -221,10 +246,11 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             max_length = settings.MaxLength,
             seed = settings.Seed,
             minutes = elapsed.TotalMinutes,
-            tuned_on_validation_rows = Tuned.Select(t => new { dataset = t.Dataset, method = t.Method, learning_rate = t.LearningRate, epochs = t.Epochs, validation_accuracy = t.ValidationAccuracy, validation_standard_error = t.ValidationStandardError, fit_rows = t.FitRows, validation_rows = t.ValidationRows, trials = t.Trials, seconds = t.Seconds }),
+            tuned_on_validation_rows = Tuned.Select(t => new { dataset = t.Dataset, method = t.Method, learning_rate = t.LearningRate, epochs = t.Epochs, validation_accuracy = t.ValidationAccuracy, validation_standard_error = t.ValidationStandardError, fit_rows = t.FitRows, validation_rows = t.ValidationRows, trials = t.Trials, seconds = t.Seconds, max_length = t.MaxLength > 0 ? t.MaxLength : settings.MaxLength }),
             datasets = runs.Select(r => new
             {
                 name = r.Dataset.Name,
+                max_length = LengthOf(r),
                 train_rows = r.TrainRows,
                 test_rows = r.TestRows,
                 results = r.Results.Select(m => new
@@ -276,11 +302,15 @@ internal sealed class ResultsReport(CompareSettings settings, string machine, st
             {
                 LearningRate = r.TryGetProperty("learning_rate", out _) ? Number(r, "learning_rate") : double.NaN,
                 Epochs = r.TryGetProperty("epochs", out var e) && e.ValueKind == JsonValueKind.Number ? e.GetInt32() : 0,
-            }).ToList())).ToList();
+            }).ToList())
+        {
+            MaxLength = d.TryGetProperty("max_length", out var length) && length.ValueKind == JsonValueKind.Number ? length.GetInt32() : root.GetProperty("max_length").GetInt32(),
+        }).ToList();
         var tuned = root.TryGetProperty("tuned_on_validation_rows", out var t)
             ? t.EnumerateArray().Select(x => new TunedSetting(x.GetProperty("dataset").GetString()!, x.GetProperty("method").GetString()!, x.GetProperty("learning_rate").GetDouble(),
                 x.GetProperty("epochs").GetInt32(), x.GetProperty("validation_accuracy").GetDouble(), x.GetProperty("validation_standard_error").GetDouble(),
-                x.GetProperty("fit_rows").GetInt32(), x.GetProperty("validation_rows").GetInt32(), x.GetProperty("trials").GetInt32(), x.GetProperty("seconds").GetDouble())).ToList()
+                x.GetProperty("fit_rows").GetInt32(), x.GetProperty("validation_rows").GetInt32(), x.GetProperty("trials").GetInt32(), x.GetProperty("seconds").GetDouble(),
+                x.TryGetProperty("max_length", out var tokens) ? tokens.GetInt32() : root.GetProperty("max_length").GetInt32())).ToList()
             : [];
         return new ResultsReport(settings, root.GetProperty("machine").GetString()!, root.GetProperty("load_average_start").GetString()!,
             root.GetProperty("load_average_end").GetString()!, root.GetProperty("model").GetString()!, TimeSpan.FromMinutes(root.GetProperty("minutes").GetDouble()), runs,

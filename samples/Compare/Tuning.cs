@@ -19,15 +19,16 @@ internal sealed record TunedSetting(
     int FitRows,
     int ValidationRows,
     int Trials,
-    double Seconds);
+    double Seconds,
+    int MaxLength = 0);
 
 /// <summary>The settings of a tuned-settings file and the sequence length and epoch rungs they were tuned with.</summary>
 internal sealed record TunedFile(int MaxLength, int[] EpochRungs, List<TunedSetting> Settings)
 {
     /// <summary>Gets the setting tuned for a method on a data set under the same conditions as <paramref name="settings"/> would tune it, or null.</summary>
-    public TunedSetting? Find(string dataset, string method, CompareSettings settings, int fitRows, int validationRows)
-        => MaxLength == settings.MaxLength && EpochRungs.SequenceEqual(settings.TuneEpochs)
-            ? Settings.FirstOrDefault(t => t.Dataset == dataset && t.Method == method && t.FitRows == fitRows && t.ValidationRows == validationRows)
+    public TunedSetting? Find(string dataset, string method, CompareSettings settings, int maxLength, int fitRows, int validationRows)
+        => EpochRungs.SequenceEqual(settings.TuneEpochs)
+            ? Settings.FirstOrDefault(t => t.Dataset == dataset && t.Method == method && t.MaxLength == maxLength && t.FitRows == fitRows && t.ValidationRows == validationRows)
             : null;
 }
 
@@ -58,7 +59,7 @@ internal static class Tuning
         AnsiConsole.MarkupLine(Markup.Escape($"  tuning on {fit.Count} fit rows ({TextData.Describe(fit)}) and {validation.Count} validation rows ({TextData.Describe(validation)}) from train.tsv"));
         foreach (var method in Methods.All.Where(m => m.Tuning is not null && settings.MethodNames.Contains(m.Id)))
         {
-            if (earlier?.Find(dataset.Name, method.Id, settings, fit.Count, validation.Count) is { } done)
+            if (earlier?.Find(dataset.Name, method.Id, settings, settings.MaxLengthFor(dataset), fit.Count, validation.Count) is { } done)
             {
                 AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                     $"  {method.Name}: lr {done.LearningRate:G3}, {done.Epochs} epochs, validation accuracy {done.ValidationAccuracy:P1} (tuned earlier on the same rows; kept)")));
@@ -88,7 +89,7 @@ internal static class Tuning
             var experiment = new LabelTuningExperiment(ml, new LabelTuningExperimentSettings
             {
                 ModelPath = modelPath,
-                MaxSequenceLength = settings.MaxLength,
+                MaxSequenceLength = settings.MaxLengthFor(dataset),
                 BatchSize = settings.BatchSize,
                 Seed = settings.Seed,
             })
@@ -104,7 +105,7 @@ internal static class Tuning
             var accuracy = best.Metrics.TryGetValue(LabelTuningMetric.MicroAccuracy, out var a) ? a : best.Metric;
             var lr = Convert.ToDouble(best.Parameters["LearningRate"], CultureInfo.InvariantCulture);
             var setting = new TunedSetting(dataset.Name, method.Id, lr, best.Epochs, accuracy, Math.Sqrt(accuracy * (1 - accuracy) / validation.Count),
-                fit.Count, validation.Count, result.TrialsTrained, clock.Elapsed.TotalSeconds);
+                fit.Count, validation.Count, result.TrialsTrained, clock.Elapsed.TotalSeconds, settings.MaxLengthFor(dataset));
             chosen(setting);
             AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
                 $"  {method.Name}: lr {lr:G3}, {best.Epochs} epochs, validation accuracy {accuracy:P1} ± {setting.ValidationStandardError:P1} ({result.TrialsTrained} trials, {clock.Elapsed.TotalSeconds:F0} s)")));
@@ -161,6 +162,7 @@ internal static class Tuning
                 validation_rows = c.ValidationRows,
                 trials = c.Trials,
                 seconds = c.Seconds,
+                max_length = c.MaxLength,
             }),
         }, new JsonSerializerOptions { WriteIndented = true });
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
@@ -200,7 +202,8 @@ internal static class Tuning
             s.GetProperty("fit_rows").GetInt32(),
             s.GetProperty("validation_rows").GetInt32(),
             s.GetProperty("trials").GetInt32(),
-            s.GetProperty("seconds").GetDouble())).ToList());
+            s.GetProperty("seconds").GetDouble(),
+            s.TryGetProperty("max_length", out var own) ? own.GetInt32() : maxLength)).ToList());
     }
 
     /// <summary>SHA-256 of the model's weights file(s), in file-name order.</summary>
