@@ -35,9 +35,10 @@ public enum GradientCheckpointing
 /// An estimate, made before training, of the memory a fine-tuning run needs: the model's parameters, the gradients
 /// and AdamW's two moments of the trainable ones, and the activations autograd keeps for one micro-batch of the
 /// longest examples. It is a planning figure, not a bound: within 15% of the measured growth of peak resident memory
-/// for LoRA steps on the TinyLlama-1.1B and Llama-3.2-1B shapes (batch 4 × 128, and 16 × 512 checkpointed; repeated
-/// runs of the same step differ by up to 18%, glibc's heap keeping what was freed), within a factor of two on the
-/// tests' tiny model.
+/// for LoRA steps on the TinyLlama-1.1B and Llama-3.2-1B shapes at batch 4 × 128, and on the TinyLlama shape at
+/// 16 × 512 (8 and 22 layers, checkpointed or not), under the library's default C heap (<c>Runtime/NativeHeap</c>;
+/// with <c>LABELTUNING_MALLOC=off</c> glibc's heap keeps more, up to 1.5x the checkpointed figure), within a factor of
+/// two on the tests' tiny model.
 /// </summary>
 /// <param name="ParameterBytes">Every parameter of the model, frozen and trainable.</param>
 /// <param name="GradientBytes">One gradient per trainable parameter.</param>
@@ -81,17 +82,19 @@ internal sealed record MemoryEstimate(
     internal const double LayerFloatsPerHiddenSquared = 4.6;
 
     /// <summary>
-    /// Hidden-width vectors a checkpointed layer keeps per token until its backward pass: its input, and what autograd
-    /// holds around the custom function. Fitted on the TinyLlama shape at 8 and 22 layers (16 × 512); the per-layer
-    /// term above does not appear under checkpointing.
+    /// Hidden-width vectors a checkpointed layer keeps per token until its backward pass: its input. Fitted on the
+    /// TinyLlama shape at 8 and 22 layers (16 × 512, checkpointed; 2.61 and 3.56 GB added) under the library's default
+    /// C heap (<c>Runtime/NativeHeap</c>: 1.00; under glibc's own settings, whose heap kept more, 1.55 was fitted); the
+    /// per-layer term above does not appear under checkpointing.
     /// </summary>
-    internal const double CheckpointedHiddenVectorsPerToken = 1.55;
+    internal const double CheckpointedHiddenVectorsPerToken = 1.0;
 
     /// <summary>
     /// The recomputed layer under checkpointing, as a multiple of one layer's activations: the activations themselves
-    /// and its backward pass's transients (fitted with <see cref="CheckpointedHiddenVectorsPerToken"/>).
+    /// and its backward pass's transients (fitted with <see cref="CheckpointedHiddenVectorsPerToken"/>; 1.77 under
+    /// glibc's own heap settings).
     /// </summary>
-    internal const double RecomputedLayerFactor = 1.77;
+    internal const double RecomputedLayerFactor = 1.45;
 
     /// <summary>
     /// Floats kept per token outside the layers: the embeddings, final norm and pooling (4 hidden-width vectors) come on
