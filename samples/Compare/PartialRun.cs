@@ -22,36 +22,34 @@ internal static class PartialRun
     /// The key of full mode's results: what decides every result alike. Each method's learning rate and epochs are not
     /// in it; they are recorded with each result and checked by <see cref="SameBudget"/>.
     /// </summary>
-    public static string Key(CompareSettings settings, string modelPath) => Hash(new
-    {
-        budgets = "per result",
-        model = Tuning.ModelHash(modelPath),
-        epochs = settings.Epochs,
-        batch = settings.BatchSize,
-        max_length = settings.MaxLength,
-        seed = settings.Seed,
-        train = settings.TrainSize,
-        test = settings.TestSize,
-        untuned = settings.Untuned,
-    });
+    public static string Key(CompareSettings settings, string modelPath)
+        => Hash(Decisive(settings, modelPath, new() { ["budgets"] = "per result" }));
 
     /// <summary>
     /// The key runs wrote before results carried their own budgets checked (the tuned settings were part of it): a file
     /// with this key, computed from the tuned settings the file itself lists, came from the same model and settings.
     /// </summary>
-    public static string LegacyKey(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned) => Hash(new
+    public static string LegacyKey(CompareSettings settings, string modelPath, IReadOnlyList<TunedSetting> tuned)
     {
-        model = Tuning.ModelHash(modelPath),
-        epochs = settings.Epochs,
-        batch = settings.BatchSize,
-        max_length = settings.MaxLength,
-        seed = settings.Seed,
-        train = settings.TrainSize,
-        test = settings.TestSize,
-        untuned = settings.Untuned,
-        tuned = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
-            .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs }),
-    });
+        var decisive = Decisive(settings, modelPath, []);
+        decisive["tuned"] = tuned.OrderBy(t => t.Dataset, StringComparer.Ordinal).ThenBy(t => t.Method, StringComparer.Ordinal)
+            .Select(t => new { t.Dataset, t.Method, t.LearningRate, t.Epochs });
+        return Hash(decisive);
+    }
+
+    /// <summary>What decides every result of a run alike, after <paramref name="first"/>, in the order the keys serialize it.</summary>
+    private static Dictionary<string, object?> Decisive(CompareSettings settings, string modelPath, Dictionary<string, object?> first)
+    {
+        first["model"] = Tuning.ModelHash(modelPath);
+        first["epochs"] = settings.Epochs;
+        first["batch"] = settings.BatchSize;
+        first["max_length"] = settings.MaxLength;
+        first["seed"] = settings.Seed;
+        first["train"] = settings.TrainSize;
+        first["test"] = settings.TestSize;
+        first["untuned"] = settings.Untuned;
+        return first;
+    }
 
     /// <summary>The SHA-256 of what decides a run's results, serialized as JSON.</summary>
     public static string Hash(object decisive)
