@@ -72,7 +72,7 @@ internal static class PartialRun
     /// <param name="key">This run's key (<see cref="Key"/>).</param>
     /// <param name="say">Where to say why a file is not used.</param>
     /// <param name="legacyKey">Computes the key of the earlier format from a file's tuned settings (<see cref="LegacyKey"/>).</param>
-    /// <param name="unkeyed">This run's settings and base model path (relative as results.json writes it), to compare with a file that records no key.</param>
+    /// <param name="unkeyedRun">This run's settings and base model path (relative as results.json writes it), to compare with a file that records no key.</param>
     public static bool Matches(string path, string key, Action<string> say, Func<IReadOnlyList<TunedSetting>, string>? legacyKey = null,
         (CompareSettings Settings, string Model)? unkeyedRun = null)
     {
