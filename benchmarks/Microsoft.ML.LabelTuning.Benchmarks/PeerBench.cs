@@ -66,7 +66,11 @@ internal static partial class PeerBench
         double oursPeak = 0, peerPeak = 0;
         void MeasurePeaks()
         {
-            oursPeak = Math.Max(oursPeak, MatmulPeak.Measure().GflopsPerSecond);
+            using (NativeHeap.ForTraining()) // big outputs reuse heap blocks, as the peer's glibc does after its first frees
+            {
+                oursPeak = Math.Max(oursPeak, MatmulPeak.Measure().GflopsPerSecond);
+            }
+
             Pause();
             peerPeak = Math.Max(peerPeak, (double)peer.Ask("peak")["gflops_per_s"]!);
             Pause();
@@ -150,14 +154,39 @@ internal static partial class PeerBench
         RunData(print, peer, ours, pairs, parts, (string?)peerConfig["peer_impl"]);
     }
 
-    /// <summary>Our side alone (no Python): the median of <paramref name="runs"/> steps per method and phase, for quick iterations.</summary>
-    public static void RunOursOnly(Action<object> print, int runs)
+    /// <summary>
+    /// Our side alone (no Python): the median of <paramref name="runs"/> steps per method and phase, for quick
+    /// iterations and for a profiler; <paramref name="only"/> (<c>lora</c>, <c>lora/train</c>, ...) narrows it.
+    /// </summary>
+    public static void RunOursOnly(Action<object> print, int runs, string? only = null)
     {
         using var ours = new OursSide();
         foreach (var method in _methods)
         {
             foreach (var phase in _phases)
             {
+                if (only is not null && only != method && only != $"{method}/{phase}")
+                {
+                    continue;
+                }
+
+                if (phase == "train")
+                {
+                    // Where a step's time goes: the loss (forward), backward, and the rest (item, clip, AdamW, zero).
+                    var parts = ours.TimeTrainParts(method, runs, 3);
+                    print(new
+                    {
+                        bench = "peer_ours_only",
+                        method,
+                        phase,
+                        ours_ms = Math.Round(Median(parts.Select(p => p.Forward + p.Backward + p.Update)), 2),
+                        forward_ms = Math.Round(Median(parts.Select(p => p.Forward)), 2),
+                        backward_ms = Math.Round(Median(parts.Select(p => p.Backward)), 2),
+                        update_ms = Math.Round(Median(parts.Select(p => p.Update)), 2),
+                    });
+                    continue;
+                }
+
                 print(new { bench = "peer_ours_only", method, phase, ours_ms = Math.Round(Median(ours.Time(method, phase, runs, 3)), 2) });
             }
         }
@@ -268,6 +297,34 @@ internal static partial class PeerBench
                 if (i >= 0)
                 {
                     samples[i] = clock.Elapsed.TotalMilliseconds;
+                }
+            }
+
+            return samples;
+        }
+
+        /// <summary>Training steps as <see cref="Time"/> runs them, each timed in three parts.</summary>
+        public (double Forward, double Backward, double Update)[] TimeTrainParts(string method, int runs, int warmup)
+        {
+            var (model, optimizer, trainable) = Get(method);
+            using var heap = NativeHeap.ForTraining();
+            var samples = new (double, double, double)[runs];
+            for (var i = -warmup; i < runs; i++)
+            {
+                model.SetTraining(true);
+                using var scope = NewDisposeScope();
+                var clock = Stopwatch.StartNew();
+                var loss = model.Loss(_batch, _examples, null);
+                var forward = clock.Elapsed.TotalMilliseconds;
+                loss.backward();
+                var backward = clock.Elapsed.TotalMilliseconds;
+                loss.item<float>();
+                nn.utils.clip_grad_norm_(trainable, BenchConfig.MaxGradientNorm);
+                optimizer.Step(BenchConfig.LearningRate);
+                optimizer.ZeroGrad();
+                if (i >= 0)
+                {
+                    samples[i] = (forward, backward - forward, clock.Elapsed.TotalMilliseconds - backward);
                 }
             }
 

@@ -23,8 +23,11 @@ void Print(object record) => Console.WriteLine(JsonSerializer.Serialize(record, 
 
 if (args is ["peer-ours", .. var oursArgs])
 {
-    // Our side of the peer benchmark alone (no Python), for quick iterations: peer-ours [runs].
-    PeerBench.RunOursOnly(Print, oursArgs.Length > 0 ? int.Parse(oursArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 10);
+    // Our side of the peer benchmark alone (no Python), for quick iterations: peer-ours [runs] [method or method/phase].
+    PeerBench.RunOursOnly(
+        Print,
+        oursArgs.Length > 0 ? int.Parse(oursArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 10,
+        oursArgs.Length > 1 ? oursArgs[1] : null);
     return;
 }
 

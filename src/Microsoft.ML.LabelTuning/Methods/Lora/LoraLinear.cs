@@ -17,7 +17,6 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     [TorchSharp.Utils.ComponentName(Name = "bias")] private readonly Parameter? _bias;
     [TorchSharp.Utils.ComponentName(Name = "lora_A")] private readonly Linear _loraA;
     [TorchSharp.Utils.ComponentName(Name = "lora_B")] private readonly Linear _loraB;
-    [TorchSharp.Utils.ComponentName(Name = "lora_dropout")] private readonly Dropout _dropout;
     private readonly double _scaling;
     private readonly double _dropoutRate;
     private Tensor? _merged;
@@ -50,7 +49,6 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
             init.zeros_(_loraB.weight!);
         }
 
-        _dropout = Dropout(dropout);
         _dropoutRate = dropout;
         Rank = rank;
         _scaling = useRsLora ? alpha / Math.Sqrt(rank) : alpha / rank;
@@ -105,7 +103,8 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     /// <summary>The low-rank update (alpha / r) · B A dropout(x): [..., in] -> [..., out].</summary>
     public Tensor Update(Tensor x)
     {
-        var input = _dropoutRate > 0 ? _dropout.forward(x) : x;
+        // PEFT's lora_dropout (nn.Dropout, no state): the same inverted dropout, its mask drawn by FastDropout.
+        var input = _dropoutRate > 0 && training ? Runtime.FastDropout.Apply(x, _dropoutRate) : x;
         return _loraB.forward(_loraA.forward(input)).mul_(_scaling);
     }
 
