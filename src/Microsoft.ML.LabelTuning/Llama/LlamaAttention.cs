@@ -160,12 +160,29 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         using var scope = torch.NewDisposeScope();
         var b = x.shape[0];
         var t = x.shape[1];
-        var (q, k, v) = Project(x);
-        q = q.view(b, t, _heads, _headDim).transpose(1, 2);   // [B, H, T, Dh]
+        Tensor q, k, v;
+        if (positions is null)
+        {
+            (q, k, v) = Project(x);
+            q = q.view(b, t, _heads, _headDim).transpose(1, 2);               // [B, H, T, Dh]
+            q = RotaryEmbedding.Apply(q, context.Cos, context.Sin);
+        }
+        else
+        {
+            // One query per row: project and rotate only the selected tokens' queries (keys and values are needed
+            // for every token), which skips a third of the q/k/v matmul at this layer, forward and backward.
+            (k, v) = ProjectKeysAndValues(x);
+            var rows = positions.view(-1, 1, 1);
+            var selected = x.gather(1, rows.expand(-1, 1, x.shape[2]));         // [B, 1, D]
+            q = ProjectQueries(selected).view(b, 1, _heads, _headDim).transpose(1, 2); // [B, H, 1, Dh]
+            var at = rows.unsqueeze(1).expand(-1, 1, 1, _headDim);              // [B, 1, 1, Dh]
+            var cos = context.Cos.expand(b, -1, -1, -1).gather(2, at);          // [B, 1, 1, Dh]
+            var sin = context.Sin.expand(b, -1, -1, -1).gather(2, at);          // [B, 1, 1, Dh]
+            q = RotaryEmbedding.Apply(q, cos, sin);
+        }
+
         k = k.view(b, t, _kvHeads, _headDim).transpose(1, 2); // [B, KV, T, Dh]
         v = v.view(b, t, _kvHeads, _headDim).transpose(1, 2); // [B, KV, T, Dh]
-
-        q = RotaryEmbedding.Apply(q, context.Cos, context.Sin);
         k = RotaryEmbedding.Apply(k, context.Cos, context.Sin);
 
         if (context.Cache is { } cache)
@@ -192,8 +209,7 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         var (mask, causal, queries) = (context.Mask, context.UseCausalFlag, t);
         if (positions is not null)
         {
-            q = q.gather(2, positions.view(-1, 1, 1, 1).expand(-1, _heads, 1, _headDim)); // [B, H, 1, Dh]
-            mask = QueryMask(context, positions, k.shape[2], x.dtype);                   // [B, 1, 1, K] or null
+            mask = QueryMask(context, positions, k.shape[2], x.dtype); // [B, 1, 1, K] or null
             (causal, queries) = (false, 1);
         }
 
@@ -263,6 +279,42 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         }
 
         return (_qProj.call(x), _kProj.call(x), _vProj.call(x));
+    }
+
+    /// <summary>Queries of the given tokens: [B, n, D] -> [B, n, H·Dh] (from the cached scoring weight where there is one).</summary>
+    private Tensor ProjectQueries(Tensor x)
+    {
+        if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
+        {
+            var qSize = _heads * _headDim;
+            return nn.functional.linear(x, fusedWeight.narrow(0, 0, qSize), fusedBias?.narrow(0, 0, qSize)); // LoRA merged in
+        }
+
+        return _qProj.call(x);
+    }
+
+    /// <summary>Keys and values of every token: [B, T, D] -> 2 × [B, T, KV·Dh] (k/v fused as in <see cref="Project"/>).</summary>
+    private (Tensor K, Tensor V) ProjectKeysAndValues(Tensor x)
+    {
+        var qSize = _heads * _headDim;
+        var kvSize = _kvHeads * _headDim;
+        if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
+        {
+            var weight = fusedWeight.narrow(0, qSize, 2 * kvSize);    // [2·KV·Dh, D], a view of the cached weight
+            var bias = fusedBias?.narrow(0, qSize, 2 * kvSize);
+            var parts = nn.functional.linear(x, weight, bias).split([kvSize, kvSize], -1); // 2 × [B, T, KV·Dh]
+            return (parts[0], parts[1]);
+        }
+
+        if (FuseQkv && BaseWeights(_kProj) is ({ } kw, var kb) && BaseWeights(_vProj) is ({ } vw, var vb) && (kb is null) == (vb is null))
+        {
+            var weight = torch.cat([kw, vw], 0);                           // [2·KV·Dh, D]
+            var bias = kb is null ? null : torch.cat([kb, vb!], 0);
+            var parts = nn.functional.linear(x, weight, bias).split([kvSize, kvSize], -1); // 2 × [B, T, KV·Dh]
+            return (WithUpdate(_kProj, parts[0], x), WithUpdate(_vProj, parts[1], x));
+        }
+
+        return (_kProj.call(x), _vProj.call(x));
     }
 
     private static Tensor WithUpdate(nn.Module<Tensor, Tensor> projection, Tensor baseOutput, Tensor x)

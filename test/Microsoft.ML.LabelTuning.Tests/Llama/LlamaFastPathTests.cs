@@ -22,16 +22,19 @@ public sealed class LlamaFastPathTests
     private const double Tight = 1e-5;
 
     [TestMethod]
-    [DataRow(true, true, false)]
-    [DataRow(true, false, false)]
-    [DataRow(false, true, false)]
-    [DataRow(false, false, false)]
-    [DataRow(true, true, true)]
-    public void OutputPositionsEqualTheFullOutputAtThosePositions(bool causal, bool padded, bool prefix)
+    [DataRow(true, true, false, false)]
+    [DataRow(true, false, false, false)]
+    [DataRow(false, true, false, false)]
+    [DataRow(false, false, false, false)]
+    [DataRow(true, true, true, false)]
+    [DataRow(true, true, false, true)]
+    [DataRow(true, true, true, true)]
+    public void OutputPositionsEqualTheFullOutputAtThosePositions(bool causal, bool padded, bool prefix, bool scoring)
     {
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var model = TinyModel();
+        model.train(!scoring); // scoring: eval mode, where q/k/v run from the cached concatenated weight
         var config = model.Config;
         var ids = RandomIds(3, 7, config.VocabSize, seed: 3);
         var mask = torch.ones(3, 7, dtype: ScalarType.Int64);
