@@ -98,10 +98,11 @@ internal sealed class RotaryEmbedding : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         var half = x.shape[^1] / 2;
-        var x1 = x.narrow(-1, 0, half);                    // [B, H, T, Dh/2]
-        var x2 = x.narrow(-1, half, half);                 // [B, H, T, Dh/2]
-        var rotated = torch.cat([x2.neg(), x1], -1);       // [B, H, T, Dh]
-        return (x * cos + rotated * sin).MoveToOuterDisposeScope();
+        // rotate_half(x)·sin = [x2, x1]·[−sin₁, sin₂]: the sign moves to the (small, batch-free) sine table, so the
+        // x-sized work is one concatenation, one product and one fused multiply-add instead of five kernels.
+        var swapped = torch.cat([x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);     // [B, H, T, Dh]
+        var signedSin = torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1); // like sin
+        return torch.addcmul(x * cos, swapped, signedSin, 1).MoveToOuterDisposeScope();
     }
 
     public void Dispose()
