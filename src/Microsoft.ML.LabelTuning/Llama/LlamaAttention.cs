@@ -290,6 +290,12 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
             return nn.functional.linear(x, fusedWeight.narrow(0, 0, qSize), fusedBias?.narrow(0, 0, qSize)); // LoRA merged in
         }
 
+        if (FuseQkv && BaseWeights(_qProj) is ({ } qw, var qb))
+        {
+            // As the fused path computes q: the base map, then the low-rank update (no merged copy of a shared weight).
+            return WithUpdate(_qProj, nn.functional.linear(x, qw, qb), x);
+        }
+
         return _qProj.call(x);
     }
 
