@@ -261,9 +261,16 @@ public static class TrainingBar
                         return;
                     }
 
-                    curve.Add((p.Step, p.Loss));
                     task.MaxValue = p.TotalSteps;
                     task.Value = p.Step;
+                    if (double.IsNaN(p.Loss))
+                    {
+                        // The report before the first step (its planned time): no loss yet.
+                        task.Description = Markup.Escape($"{name} epoch {p.Epoch}/{p.Epochs} starting");
+                        return;
+                    }
+
+                    curve.Add((p.Step, p.Loss));
                     var recent = curve.TakeLast(10).Average(c => c.Loss);
                     task.Description = Markup.Escape($"{name} epoch {p.Epoch}/{p.Epochs} loss {recent:F3} {p.TokensPerSecond:F0} tok/s");
                 });
