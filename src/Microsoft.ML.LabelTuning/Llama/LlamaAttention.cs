@@ -163,7 +163,8 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         Tensor q, k, v;
         if (positions is null)
         {
-            (q, k, v) = Project(x);
+            var qkv = Project(x);
+            (q, k, v) = (qkv[0], qkv[1], qkv[2]);
             q = q.view(b, t, _heads, _headDim).transpose(1, 2);               // [B, H, T, Dh]
             q = RotaryEmbedding.Apply(q, context.Cos, context.Sin);
         }
@@ -171,10 +172,11 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         {
             // One query per row: project and rotate only the selected tokens' queries (keys and values are needed
             // for every token), which skips a third of the q/k/v matmul at this layer, forward and backward.
-            (k, v) = ProjectKeysAndValues(x);
+            var kv = Project(x, queries: false);
+            (k, v) = (kv[0], kv[1]);
             var rows = positions.view(-1, 1, 1);
             var selected = x.gather(1, rows.expand(-1, 1, x.shape[2]));         // [B, 1, D]
-            q = ProjectQueries(selected).view(b, 1, _heads, _headDim).transpose(1, 2); // [B, H, 1, Dh]
+            q = Project(selected, keysAndValues: false)[0].view(b, 1, _heads, _headDim).transpose(1, 2); // [B, H, 1, Dh]
             var at = rows.unsqueeze(1).expand(-1, 1, 1, _headDim);              // [B, 1, 1, Dh]
             var cos = context.Cos.expand(b, -1, -1, -1).gather(2, at);          // [B, 1, 1, Dh]
             var sin = context.Sin.expand(b, -1, -1, -1).gather(2, at);          // [B, 1, 1, Dh]
@@ -256,71 +258,49 @@ internal sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tenso
         base.Dispose(disposing);
     }
 
-    private (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
+    /// <summary>
+    /// Projects x [B, n, D] with q/k/v, or with the queries only or the keys and values only: the selected outputs in
+    /// that order, each [B, n, ·]. Scoring with cached weights runs the selected rows of the concatenated (LoRA-merged)
+    /// weight; otherwise the selected base maps run as one matmul (concatenated per call, so gradients reach each weight
+    /// that has them) and each projection's low-rank update is added; else each projection runs on its own.
+    /// </summary>
+    private Tensor[] Project(Tensor x, bool queries = true, bool keysAndValues = true)
     {
         var qSize = _heads * _headDim;
         var kvSize = _kvHeads * _headDim;
+        var projections = new List<nn.Module<Tensor, Tensor>>(3);
+        var sizes = new List<long>(3);
+        if (queries)
+        {
+            projections.Add(_qProj);
+            sizes.Add(qSize);
+        }
+
+        if (keysAndValues)
+        {
+            projections.AddRange([_kProj, _vProj]);
+            sizes.AddRange([kvSize, kvSize]);
+        }
+
+        // split, not narrow: its backward is one concatenation rather than zero-filled full-width gradients.
         if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
         {
-            var parts = nn.functional.linear(x, fusedWeight, fusedBias).split([qSize, kvSize, kvSize], -1); // 3 × [B, T, ·]
-            return (parts[0], parts[1], parts[2]);
+            var first = queries ? 0 : qSize; // the selection is a contiguous block of the cached [q; k; v] rows
+            var rows = sizes.Sum();
+            return nn.functional.linear(x, fusedWeight.narrow(0, first, rows), fusedBias?.narrow(0, first, rows)).split([.. sizes], -1);
         }
 
-        if (FuseQkv && BaseWeights(_qProj) is ({ } qw, var qb) && BaseWeights(_kProj) is ({ } kw, var kb)
-            && BaseWeights(_vProj) is ({ } vw, var vb) && (qb is null) == (kb is null) && (qb is null) == (vb is null))
+        var bases = projections.Select(BaseWeights).ToArray();
+        if (FuseQkv && bases.All(w => w is not null) && bases.Select(w => w!.Value.Bias is null).Distinct().Count() == 1)
         {
-            // One matmul for the three base maps (concatenated per call, so gradients reach each weight that has
-            // them), then each projection's low-rank update, if any.
-            var weight = torch.cat([qw, kw, vw], 0);                      // [(H + 2·KV)·Dh, D]
-            var bias = qb is null ? null : torch.cat([qb, kb!, vb!], 0);
-            // split, not narrow: its backward is one concatenation rather than three zero-filled full-width gradients.
-            var parts = nn.functional.linear(x, weight, bias).split([qSize, kvSize, kvSize], -1); // 3 × [B, T, ·]
-            return (WithUpdate(_qProj, parts[0], x), WithUpdate(_kProj, parts[1], x), WithUpdate(_vProj, parts[2], x));
+            var maps = bases.Select(w => w!.Value).ToArray();
+            var weight = maps.Length == 1 ? maps[0].Weight : torch.cat(maps.Select(w => w.Weight).ToArray(), 0); // [Σ·, D]
+            var bias = maps[0].Bias is null ? null : maps.Length == 1 ? maps[0].Bias : torch.cat(maps.Select(w => w.Bias!).ToArray(), 0);
+            var parts = nn.functional.linear(x, weight, bias).split([.. sizes], -1);
+            return parts.Select((part, i) => WithUpdate(projections[i], part, x)).ToArray();
         }
 
-        return (_qProj.call(x), _kProj.call(x), _vProj.call(x));
-    }
-
-    /// <summary>Queries of the given tokens: [B, n, D] -> [B, n, H·Dh] (from the cached scoring weight where there is one).</summary>
-    private Tensor ProjectQueries(Tensor x)
-    {
-        if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
-        {
-            var qSize = _heads * _headDim;
-            return nn.functional.linear(x, fusedWeight.narrow(0, 0, qSize), fusedBias?.narrow(0, 0, qSize)); // LoRA merged in
-        }
-
-        if (FuseQkv && BaseWeights(_qProj) is ({ } qw, var qb))
-        {
-            // As the fused path computes q: the base map, then the low-rank update (no merged copy of a shared weight).
-            return WithUpdate(_qProj, nn.functional.linear(x, qw, qb), x);
-        }
-
-        return _qProj.call(x);
-    }
-
-    /// <summary>Keys and values of every token: [B, T, D] -> 2 × [B, T, KV·Dh] (k/v fused as in <see cref="Project"/>).</summary>
-    private (Tensor K, Tensor V) ProjectKeysAndValues(Tensor x)
-    {
-        var qSize = _heads * _headDim;
-        var kvSize = _kvHeads * _headDim;
-        if (FuseQkv && CacheScoringWeights && !training && !torch.is_grad_enabled() && ScoringQkv() is ({ } fusedWeight, var fusedBias))
-        {
-            var weight = fusedWeight.narrow(0, qSize, 2 * kvSize);    // [2·KV·Dh, D], a view of the cached weight
-            var bias = fusedBias?.narrow(0, qSize, 2 * kvSize);
-            var parts = nn.functional.linear(x, weight, bias).split([kvSize, kvSize], -1); // 2 × [B, T, KV·Dh]
-            return (parts[0], parts[1]);
-        }
-
-        if (FuseQkv && BaseWeights(_kProj) is ({ } kw, var kb) && BaseWeights(_vProj) is ({ } vw, var vb) && (kb is null) == (vb is null))
-        {
-            var weight = torch.cat([kw, vw], 0);                           // [2·KV·Dh, D]
-            var bias = kb is null ? null : torch.cat([kb, vb!], 0);
-            var parts = nn.functional.linear(x, weight, bias).split([kvSize, kvSize], -1); // 2 × [B, T, KV·Dh]
-            return (WithUpdate(_kProj, parts[0], x), WithUpdate(_vProj, parts[1], x));
-        }
-
-        return (_kProj.call(x), _vProj.call(x));
+        return projections.Select(projection => projection.call(x)).ToArray();
     }
 
     private static Tensor WithUpdate(nn.Module<Tensor, Tensor> projection, Tensor baseOutput, Tensor x)
