@@ -318,20 +318,10 @@ internal static partial class PeerBench
             var samples = new (double, double, double)[runs];
             for (var i = -warmup; i < runs; i++)
             {
-                model.SetTraining(true);
-                using var scope = NewDisposeScope();
-                var clock = Stopwatch.StartNew();
-                var loss = model.Loss(_batch, _examples, null);
-                var forward = clock.Elapsed.TotalMilliseconds;
-                loss.backward();
-                var backward = clock.Elapsed.TotalMilliseconds;
-                loss.item<float>();
-                nn.utils.clip_grad_norm_(trainable, BenchConfig.MaxGradientNorm);
-                optimizer.Step(BenchConfig.LearningRate);
-                optimizer.ZeroGrad();
+                var parts = TrainStep(model, optimizer, trainable);
                 if (i >= 0)
                 {
-                    samples[i] = (forward, backward - forward, clock.Elapsed.TotalMilliseconds - backward);
+                    samples[i] = parts;
                 }
             }
 
@@ -370,17 +360,24 @@ internal static partial class PeerBench
             model.Logits(batch).softmax(-1);
         }
 
-        /// <summary>The trainer's step (TrainingEngine with ClassifierTrainingTask): loss, backward, item, clip to norm 1, AdamW, zero grad.</summary>
-        private void TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable, TokenBatch? batch = null, IReadOnlyList<Example>? examples = null)
+        /// <summary>
+        /// The trainer's step (TrainingEngine with ClassifierTrainingTask): loss, backward, item, clip to norm 1, AdamW,
+        /// zero grad. Returns the milliseconds of the loss (forward), of backward, and of the rest.
+        /// </summary>
+        private (double Forward, double Backward, double Update) TrainStep(IClassifierModel model, AdamW optimizer, IReadOnlyList<Parameter> trainable, TokenBatch? batch = null, IReadOnlyList<Example>? examples = null)
         {
             model.SetTraining(true);
             using var scope = NewDisposeScope();
+            var clock = Stopwatch.StartNew();
             var loss = model.Loss(batch ?? _batch, examples ?? _examples, null);
+            var forward = clock.Elapsed.TotalMilliseconds;
             loss.backward();
+            var backward = clock.Elapsed.TotalMilliseconds;
             loss.item<float>();
             nn.utils.clip_grad_norm_(trainable, BenchConfig.MaxGradientNorm);
             optimizer.Step(BenchConfig.LearningRate);
             optimizer.ZeroGrad();
+            return (forward, backward - forward, clock.Elapsed.TotalMilliseconds - backward);
         }
 
         /// <summary>Scoring as ClassifierRuntime does it: no_grad, logits, softmax.</summary>
