@@ -98,7 +98,7 @@ internal sealed class LayerCheckpoint : autograd.SingleTensorFunction<LayerCheck
     /// <inheritdoc/>
     public override List<Tensor> backward(autograd.AutogradContext ctx, Tensor grad_output)
     {
-        ReleaseHandedBack();
+        AutogradHandles.Release(ref t_handedBack);
         var layer = (LlamaDecoderLayer)ctx.get_data(nameof(LlamaDecoderLayer));
         var recipe = (Recipe)ctx.get_data(nameof(Recipe));
         var gradients = new List<Tensor>(new Tensor[FirstParameterArg + recipe.Parameters.Count]);
@@ -135,24 +135,7 @@ internal sealed class LayerCheckpoint : autograd.SingleTensorFunction<LayerCheck
             }
         }
 
-        // TorchSharp wrapped the incoming gradient in a handle registered on the step's scope; the engine keeps its own
-        // reference for as long as it needs one, so the handle goes now rather than when the step ends.
-        grad_output.Dispose();
-        t_handedBack = gradients.Where(g => g is not null).ToList();
-        return gradients;
-    }
-
-    /// <summary>Releases the handles of the gradients returned by the previous backward call on this thread.</summary>
-    private static void ReleaseHandedBack()
-    {
-        if (t_handedBack is { } previous)
-        {
-            t_handedBack = null;
-            foreach (var gradient in previous)
-            {
-                gradient.Dispose();
-            }
-        }
+        return AutogradHandles.HandBack(gradients, grad_output, ref t_handedBack);
     }
 
     /// <summary>

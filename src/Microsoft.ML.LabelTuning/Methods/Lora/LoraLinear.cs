@@ -105,7 +105,9 @@ internal sealed class LoraLinear : Module<Tensor, Tensor>, Llama.ILowRankProject
     {
         // PEFT's lora_dropout (nn.Dropout, no state): the same inverted dropout, its mask drawn by FastDropout.
         var input = _dropoutRate > 0 && training ? Runtime.FastDropout.Apply(x, _dropoutRate) : x;
-        return _loraB.forward(_loraA.forward(input)).mul_(_scaling);
+        // The scale goes on the rank-wide intermediate [..., r] rather than on the output [..., out]: the same product
+        // (to float rounding), without an output-sized kernel forward and backward.
+        return _loraB.forward(_loraA.forward(input).mul_(_scaling));
     }
 
     /// <summary>Sets training mode; either way the merged scoring weight is dropped (the factors may change next).</summary>
