@@ -45,9 +45,11 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// RMSNorm in float32 as one autograd node: y = w ⊙ x·r with r = (mean(x²) + eps)^(-1/2) per row. The composite form
-/// (square, mean, add, rsqrt, two products) records six nodes whose backward runs about ten activation-sized kernels
-/// and keeps four activation-sized tensors; this node keeps x and r [..., 1] and its backward runs four:
-/// dx = r·(w ⊙ g) − x · r³/D · Σ(w ⊙ g ⊙ x), and dw = Σ_rows g ⊙ x·r when w trains.
+/// (square, mean, add, rsqrt, two products) runs three activation-sized kernels forward and about seven backward, and
+/// keeps the normalized x·r for the backward pass besides x; this node runs two forward (the mean square is one
+/// reduction, no x² tensor) and four backward, dx = r·(w ⊙ g) − x · r³/D · Σ(w ⊙ g ⊙ x) (and dw = Σ_rows g ⊙ x·r
+/// when w trains), and keeps x and r [..., 1]. On the benchmark's layer shape (8 × 128 × 256, 2 threads) forward and
+/// backward take 0.27-0.37 ms against 0.48-0.77 ms for the composite form, the same process alternating.
 /// </summary>
 internal sealed class RmsNormFunction : autograd.SingleTensorFunction<RmsNormFunction>
 {

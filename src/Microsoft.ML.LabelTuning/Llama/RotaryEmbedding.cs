@@ -99,8 +99,11 @@ internal sealed class RotaryEmbedding : IDisposable
         using var scope = torch.NewDisposeScope();
         var half = x.shape[^1] / 2;
         // rotate_half(x)·sin = [x2, x1]·[−sin₁, sin₂]: the sign moves to the (small, batch-free) sine table, so the
-        // x-sized work is one concatenation, one product and one fused multiply-add instead of five kernels.
-        var swapped = torch.cat([x.narrow(-1, half, half), x.narrow(-1, 0, half)], -1);     // [B, H, T, Dh]
+        // x-sized work is one swap of the halves, one product and one fused multiply-add instead of five kernels. The
+        // swap is a roll by Dh/2 (the same values as concatenating the two halves), whose gradient is one roll back
+        // rather than two zero-filled half-width scatters and their sum (0.26 vs 0.34-0.45 ms forward and backward
+        // at [8, 4, 128, 64], 2 threads).
+        var swapped = x.roll(half, -1); // [B, H, T, Dh]: [x2, x1]
         var signedSin = torch.cat([sin.narrow(-1, 0, half).neg(), sin.narrow(-1, half, half)], -1); // like sin
         return torch.addcmul(x * cos, swapped, signedSin, 1).MoveToOuterDisposeScope();
     }

@@ -29,6 +29,8 @@ public sealed class LlamaFastPathTests
     [DataRow(true, true, true, false)]
     [DataRow(true, true, false, true)]
     [DataRow(true, true, true, true)]
+    [DataRow(true, false, true, false)]
+    [DataRow(true, false, true, true)]
     public void OutputPositionsEqualTheFullOutputAtThosePositions(bool causal, bool padded, bool prefix, bool scoring)
     {
         using var scope = torch.NewDisposeScope();
@@ -103,6 +105,52 @@ public sealed class LlamaFastPathTests
 
         Assert.IsTrue(MaxAbsDiff(unmerged, unmergedAfter) > 1e-4, "Changing A must change the logits.");
         AssertClose(unmergedAfter, merged, Tight, "merged logits after the factors changed");
+    }
+
+    [TestMethod]
+    [DataRow(false)]
+    [DataRow(true)]
+    public void CausalAttentionAfterAPrefixEqualsTheSameKeysAsACachedPast(bool allOnesMask)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var model = TinyModel();
+        foreach (var parameter in model.parameters())
+        {
+            parameter.requires_grad_(false);
+        }
+
+        var config = model.Config;
+        var (batch, tokens, prefixLength) = (3, 7, 4);
+        var ids = RandomIds(batch, tokens, config.VocabSize, seed: 11);
+        torch.manual_seed(7);
+        var keys = Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(_ => (torch.randn(batch, config.KeyValueHeadCount, prefixLength, config.HeadDimension), torch.randn(batch, config.KeyValueHeadCount, prefixLength, config.HeadDimension)))
+            .ToArray();
+        (Tensor Key, Tensor Value)[] Leaves() => keys.Select(kv => (kv.Item1.clone().requires_grad_(), kv.Item2.clone().requires_grad_())).ToArray();
+
+        // No padding and no cache (an all-ones mask is dropped): the mask built for the prefix.
+        var prefix = Leaves();
+        var input = new LlamaInput { InputIds = ids, PrefixKeyValues = prefix, AttentionMask = allOnesMask ? torch.ones(batch, tokens, dtype: ScalarType.Int64) : null };
+        var fast = model.call(input).LastHiddenState; // [B, T, D]
+        fast.sum().backward();
+
+        // The same keys as a KV cache's past: positions also start at P, and the mask is built for the past.
+        var past = Leaves();
+        using var cache = new LlamaKvCache(config.NumHiddenLayers);
+        for (var layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            cache.Append(layer, past[layer].Key, past[layer].Value);
+        }
+
+        var reference = model.call(new LlamaInput { InputIds = ids, Cache = cache }).LastHiddenState;
+        reference.sum().backward();
+
+        AssertClose(reference, fast, Tight, "hidden states");
+        for (var layer = 0; layer < config.NumHiddenLayers; layer++)
+        {
+            AssertClose(past[layer].Key.grad!, prefix[layer].Key.grad!, Tight, $"gradient on layer {layer}'s prefix keys");
+            AssertClose(past[layer].Value.grad!, prefix[layer].Value.grad!, Tight, $"gradient on layer {layer}'s prefix values");
+        }
     }
 
     [TestMethod]
