@@ -36,7 +36,9 @@ if (args is ["peer", .. var peerArgs])
     // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn] [parts],
     // parts a comma-separated list of methods (the three methods' steps), imdb (an epoch of real reviews with each side's
     // data path) and scaling (sequence x batch); default all three.
-    var pairs = peerArgs.Length > 0 ? int.Parse(peerArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 5;
+    // 12 pairs by default: on a shared 2-core host one turn varies by ±20%, and a median over 5 pairs moved by ±0.15
+    // between back-to-back runs (docs/performance.md); the imdb part caps its own pairs at 4.
+    var pairs = peerArgs.Length > 0 ? int.Parse(peerArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 12;
     var runs = peerArgs.Length > 1 ? int.Parse(peerArgs[1], System.Globalization.CultureInfo.InvariantCulture) : 5;
     string[] allParts = ["methods", "imdb", "scaling"];
     var parts = (peerArgs.Length > 2 ? peerArgs[2].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) : allParts).ToHashSet(StringComparer.Ordinal);
