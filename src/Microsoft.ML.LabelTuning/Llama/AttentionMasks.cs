@@ -12,21 +12,27 @@ internal static class AttentionMasks
     /// bidirectional or plain causal over K = T, which the caller runs with the fused causal flag). A query row with
     /// no allowed key (a left-padding row) holds only minimums, so softmax spreads evenly instead of producing NaN.
     /// Causal: key j is visible to query i when <c>j &lt;= P + L + i</c>, so the prefix and past are always visible.
+    /// A key mask without zeros masks nothing and counts as none, so that an unpadded batch runs with the fused
+    /// kernel's causal flag (or no mask) instead of reading an explicit [B, 1, T, K] mask in every layer.
     /// </summary>
     public static Tensor? Build(
         Tensor? keyMask, bool causal, long batch, long queries, long prefix, long past, ScalarType dtype, Device device)
     {
         var keys = prefix + past + queries;
-        if (keyMask is null && (!causal || keys == queries))
-        {
-            return null;
-        }
-
         using var scope = torch.NewDisposeScope();
         Tensor? allowed = null;                                                       // bool [B or 1, 1, T or 1, K]
         if (keyMask is not null)
         {
-            allowed = KeyMask(keyMask, batch, keys, prefix, device).view(batch, 1, 1, keys); // [B, 1, 1, K]
+            var keyAllowed = KeyMask(keyMask, batch, keys, prefix, device);           // validated [B, K]
+            if (!keyAllowed.all().item<bool>())
+            {
+                allowed = keyAllowed.view(batch, 1, 1, keys);                         // [B, 1, 1, K]
+            }
+        }
+
+        if (allowed is null && (!causal || keys == queries))
+        {
+            return null;
         }
 
         if (causal)

@@ -163,10 +163,7 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
             ? _rotary.ForPositions(CheckPositions(positions, b, t), embeds.dtype) // [B, 1, T, Dh]
             : _rotary.ForRange(prefixLength + pastLength, t, embeds.device, embeds.dtype); // [1, 1, T, Dh]
 
-        // A key mask without zeros masks nothing: dropped, so that an unpadded batch runs attention with the fused
-        // kernel's causal flag (or no mask at all) instead of reading an explicit [B, 1, T, K] mask in every layer.
-        var keyMask = MasksNothing(input.AttentionMask, b, keyLength, prefixLength) ? null : input.AttentionMask;
-        var mask = AttentionMasks.Build(keyMask, input.Causal, b, t, prefixLength, pastLength, embeds.dtype, embeds.device);
+        var mask = AttentionMasks.Build(input.AttentionMask, input.Causal, b, t, prefixLength, pastLength, embeds.dtype, embeds.device);
         var useCausalFlag = mask is null && input.Causal && keyLength == t;
         var context = new AttentionContext(cos, sin, mask, useCausalFlag, prefixLength > 0 ? input.PrefixKeyValues : null, input.Cache);
 
@@ -207,24 +204,6 @@ internal sealed class LlamaModel : nn.Module<LlamaInput, LlamaOutput>
         }
 
         return new LlamaOutput(last, hiddenStates);
-    }
-
-    /// <summary>
-    /// Whether an attention mask of a shape <see cref="AttentionMasks.Build"/> accepts ([B, K], or [B, K − P] with a
-    /// prefix of P keys) has no zero, so that dropping it changes nothing; a mask of another shape is kept, for Build
-    /// to reject with its message.
-    /// </summary>
-    private static bool MasksNothing(Tensor? attentionMask, long batch, long keys, long prefix)
-    {
-        if (attentionMask is null || attentionMask.dim() != 2 || attentionMask.shape[0] != batch
-            || (attentionMask.shape[1] != keys && (prefix == 0 || attentionMask.shape[1] != keys - prefix)))
-        {
-            return false;
-        }
-
-        using var zeros = attentionMask.eq(0);
-        using var any = zeros.any();
-        return !any.item<bool>();
     }
 
     /// <summary>
