@@ -44,7 +44,11 @@ public enum GradientCheckpointing
 /// <param name="GradientBytes">One gradient per trainable parameter.</param>
 /// <param name="OptimizerBytes">AdamW's first and second moments per trainable parameter.</param>
 /// <param name="ActivationBytes">Hidden states kept for the backward pass: batch × tokens × layers × (a multiple of the hidden and MLP widths).</param>
-/// <param name="AttentionBytes">Attention masks: batch × tokens² (the fused attention kernel keeps no heads × tokens² scores).</param>
+/// <param name="AttentionBytes">
+/// Attention masks: batch × tokens²; plus, where float32 attention is small enough to run as matmuls
+/// (<see cref="LlamaAttention.MatmulAttentionMaxScores"/>), the softmax weights batch × heads × tokens² each layer keeps for
+/// the backward pass (the fused kernel, used beyond that size, keeps none).
+/// </param>
 /// <param name="BatchSize">The decoder rows of a micro-batch the activations are for (texts, times the label pairs where a method runs each text with several labels).</param>
 /// <param name="SequenceLength">The positions per row the activations are for (the longest example, plus virtual tokens or label positions).</param>
 /// <param name="Checkpointing">Whether the activations are those of a run with gradient checkpointing (each layer's input, plus one layer's activations).</param>
@@ -104,9 +108,9 @@ internal sealed record MemoryEstimate(
     internal const double FixedFloatsPerToken = 1800;
 
     /// <summary>
-    /// Token × token matrices per example: the float attention mask and its broadcast copy. Attention runs through
-    /// the fused scaled_dot_product_attention kernel, which does not store the heads × tokens² scores for the
-    /// backward pass (the measured peaks confirm it), so no per-head, per-layer term is added.
+    /// Token × token matrices per example: the float attention mask and its broadcast copy. The heads × tokens² softmax
+    /// weights come on top only where attention runs as matmuls (see <see cref="AttentionBytes"/>); the fused
+    /// scaled_dot_product_attention kernel does not store them for the backward pass (the measured peaks confirm it).
     /// </summary>
     internal const double MaskMatricesPerExample = 2;
 
@@ -141,6 +145,11 @@ internal sealed record MemoryEstimate(
             : layers * ((tokens * perToken) + perLayer);
         var activations = (kept + (tokens * ((config.HiddenSize * 4) + FixedFloatsPerToken))) * elementBytes; // + embeddings, final norm, pooling, bookkeeping
         var attention = (double)batchSize * sequenceLength * sequenceLength * MaskMatricesPerExample * elementBytes;
+        var scores = (double)batchSize * config.NumAttentionHeads * sequenceLength * sequenceLength;
+        if (elementBytes == 4 && scores <= LlamaAttention.DefaultMatmulAttentionMaxScores)
+        {
+            attention += (checkpointing ? 1 : layers) * scores * elementBytes; // softmax weights kept for backward
+        }
         return new MemoryEstimate(
             parameterCount * elementBytes,
             trainableCount * elementBytes,
