@@ -199,6 +199,57 @@ internal static partial class PeerBench
         }
     }
 
+    /// <summary>
+    /// Our side only, the same process switching turn by turn between masked attention as matmuls (the default) and the
+    /// fused kernel (<c>MatmulAttentionMaxScores = 0</c>): peer-ours-ab [pairs] [runs per turn]. The variant that goes
+    /// first swaps every pair; <c>ratio</c> is the median over pairs of fused ms ÷ matmul ms (above 1: matmul faster).
+    /// </summary>
+    public static void RunAttentionAb(Action<object> print, int pairs, int runs)
+    {
+        using var ours = new OursSide();
+        var times = new Dictionary<(string, string), List<(double Matmul, double Fused)>>();
+        for (var pair = 0; pair < pairs; pair++)
+        {
+            foreach (var method in _methods)
+            {
+                foreach (var phase in _phases)
+                {
+                    var turns = new Dictionary<bool, double>();
+                    foreach (var matmul in pair % 2 == 0 ? new[] { true, false } : [false, true])
+                    {
+                        ours.UseMatmulAttention(method, matmul);
+                        turns[matmul] = Median(ours.Time(method, phase, runs, warmup: 2));
+                    }
+
+                    if (!times.TryGetValue((method, phase), out var list))
+                    {
+                        times[(method, phase)] = list = [];
+                    }
+
+                    list.Add((turns[true], turns[false]));
+                }
+            }
+        }
+
+        foreach (var ((method, phase), list) in times)
+        {
+            print(new
+            {
+                bench = "attention_ab",
+                method,
+                phase,
+                matmul_ms = Math.Round(Median(list.Select(t => t.Matmul)), 2),
+                fused_ms = Math.Round(Median(list.Select(t => t.Fused)), 2),
+                ratio = Math.Round(Median(list.Select(t => t.Fused / t.Matmul)), 3),
+                ratio_min = Math.Round(list.Min(t => t.Fused / t.Matmul), 3),
+                ratio_max = Math.Round(list.Max(t => t.Fused / t.Matmul), 3),
+                pairs,
+                runs_per_turn = runs,
+                date = DateTime.UtcNow.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture),
+            });
+        }
+    }
+
     private static void Pause() => Thread.Sleep(150); // lets the other side's OpenMP threads stop spinning
 
     private static void Add(Dictionary<(string, string), List<double>> map, (string, string) key, double value)
@@ -237,6 +288,7 @@ internal static partial class PeerBench
     private sealed class OursSide : IDisposable
     {
         private readonly Dictionary<string, (IClassifierModel Model, AdamW Optimizer, IReadOnlyList<Parameter> Trainable)> _models = [];
+        private readonly Dictionary<string, Llama.LlamaModel> _decoders = [];
         private readonly TokenBatch _batch;
         private readonly List<Example> _examples;
 
@@ -340,6 +392,16 @@ internal static partial class PeerBench
             _batch.AttentionMask.Dispose();
         }
 
+        /// <summary>Switches <paramref name="method"/>'s decoder between masked attention as matmuls (the default) and the fused kernel.</summary>
+        public void UseMatmulAttention(string method, bool matmul)
+        {
+            Get(method);
+            foreach (var layer in _decoders[method].Layers)
+            {
+                layer.SelfAttention.MatmulAttentionMaxScores = matmul ? Llama.LlamaAttention.DefaultMatmulAttentionMaxScores : 0;
+            }
+        }
+
         /// <summary>Builds <paramref name="method"/>'s model now, outside any dispose scope (a model built inside one would die with it).</summary>
         public void Prepare(string method) => Get(method);
 
@@ -409,7 +471,9 @@ internal static partial class PeerBench
                     new PrefixTuningSettings(BenchConfig.VirtualTokens, 0, Pooling.Last), SettingsJson.Options)),
                 _ => throw new ArgumentException($"Unknown method '{method}'.", nameof(method)),
             };
-            var model = TuningMethodRegistry.Get(kind).Factory.Build(new Llama.LlamaModel(BenchConfig.Model), BenchConfig.Labels, settings, tokenLevel: false);
+            var decoder = new Llama.LlamaModel(BenchConfig.Model);
+            var model = TuningMethodRegistry.Get(kind).Factory.Build(decoder, BenchConfig.Labels, settings, tokenLevel: false);
+            _decoders[method] = decoder; // owned by the model
             model.FreezeBase();
             var trainable = model.TrainableParameters();
             var optimizer = new AdamW([new ParameterGroup("all", trainable, 1, 0.0)]);

@@ -31,6 +31,16 @@ if (args is ["peer-ours", .. var oursArgs])
     return;
 }
 
+if (args is ["peer-ours-ab", .. var abArgs])
+{
+    // Our side alone, switching turn by turn between masked attention as matmuls and the fused kernel: peer-ours-ab [pairs] [runs].
+    PeerBench.RunAttentionAb(
+        Print,
+        abArgs.Length > 0 ? int.Parse(abArgs[0], System.Globalization.CultureInfo.InvariantCulture) : 16,
+        abArgs.Length > 1 ? int.Parse(abArgs[1], System.Globalization.CultureInfo.InvariantCulture) : 5);
+    return;
+}
+
 if (args is ["peer", .. var peerArgs])
 {
     // Side by side with Hugging Face + PEFT (benchmarks/peer/peer_bench.py): peer [pairs] [runs per turn] [parts],
