@@ -46,15 +46,7 @@ public sealed class LlamaFastPathTests
             mask[2, 3..] = torch.tensor(0L);
         }
 
-        (Tensor, Tensor)[]? prefixes = null;
-        if (prefix)
-        {
-            torch.manual_seed(5);
-            prefixes = Enumerable.Range(0, config.NumHiddenLayers)
-                .Select(_ => (torch.randn(1, config.KeyValueHeadCount, 4, config.HeadDimension), torch.randn(1, config.KeyValueHeadCount, 4, config.HeadDimension)))
-                .ToArray();
-        }
-
+        var prefixes = prefix ? RandomPrefix(config, batch: 1, length: 4, seed: 5) : null;
         var input = new LlamaInput { InputIds = ids, AttentionMask = padded ? mask : null, Causal = causal, PrefixKeyValues = prefixes };
         var full = model.call(input).LastHiddenState; // [B, T, D]
         var positions = torch.tensor(new long[] { 6, 4, 1 });

@@ -103,11 +103,11 @@ public sealed class LlamaModelTests
         var ids = RandomIds(2, 6, 101, seed: 7);
         var plain = model.call(new LlamaInput { InputIds = ids }).LastHiddenState;
 
-        var empty = Prefix(config, batch: 2, length: 0);
+        var empty = RandomPrefix(config, batch: 2, length: 0);
         var withEmpty = model.call(new LlamaInput { InputIds = ids, PrefixKeyValues = empty }).LastHiddenState;
         AssertClose(plain, withEmpty, 0, "zero-length prefix");
 
-        var prefix = Prefix(config, batch: 2, length: 3);
+        var prefix = RandomPrefix(config, batch: 2, length: 3);
         var withPrefix = model.call(new LlamaInput { InputIds = ids, PrefixKeyValues = prefix }).LastHiddenState;
         Assert.IsTrue(MaxAbsDiff(plain, withPrefix) > 1e-2, "A prefix must change the outputs.");
 
@@ -146,7 +146,7 @@ public sealed class LlamaModelTests
             p.requires_grad = false;
         }
 
-        var prefix = Prefix(config, batch: 1, length: 2).Select(p => (p.Key.requires_grad_(), p.Value.requires_grad_())).ToList();
+        var prefix = RandomPrefix(config, batch: 1, length: 2).Select(p => (p.Key.requires_grad_(), p.Value.requires_grad_())).ToList();
         var output = model.call(new LlamaInput { InputIds = RandomIds(1, 4, 101, seed: 8), PrefixKeyValues = prefix }).LastHiddenState;
         output.sum().backward();
         Assert.IsNotNull(prefix[0].Item1.grad);
@@ -345,16 +345,6 @@ public sealed class LlamaModelTests
         Assert.AreEqual(0.2, std.item<float>(), 0.02, "Linear weights ~ N(0, initializer_range).");
         Assert.AreEqual(0f, a.EmbedTokens.weight![0].abs().sum().item<float>(), "The padding row starts at zero.");
         Assert.AreEqual(1f, a.Norm.Weight.mean().item<float>());
-    }
-
-    private static List<(Tensor Key, Tensor Value)> Prefix(LlamaConfig config, long batch, long length)
-    {
-        var generator = new Generator(99);
-        return Enumerable.Range(0, config.NumHiddenLayers)
-            .Select(_ => (
-                torch.randn([batch, config.KeyValueHeadCount, length, config.HeadDimension], generator: generator),
-                torch.randn([batch, config.KeyValueHeadCount, length, config.HeadDimension], generator: generator)))
-            .ToList();
     }
 
     /// <summary>A stand-in for a LoRA wrapper: twice the wrapped Linear, registered under "inner".</summary>

@@ -38,6 +38,17 @@ internal static class LlamaTesting
         return torch.randint(3, vocab, [batch, length], dtype: ScalarType.Int64, generator: generator);
     }
 
+    /// <summary>Random per-layer prefix keys and values, each [batch, KvHeads, length, Dh].</summary>
+    public static List<(Tensor Key, Tensor Value)> RandomPrefix(LlamaConfig config, long batch, long length, int seed = 99)
+    {
+        var generator = new Generator((ulong)seed);
+        return Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(_ => (
+                torch.randn([batch, config.KeyValueHeadCount, length, config.HeadDimension], generator: generator),
+                torch.randn([batch, config.KeyValueHeadCount, length, config.HeadDimension], generator: generator)))
+            .ToList();
+    }
+
     public static float MaxAbsDiff(Tensor a, Tensor b)
     {
         using var scope = torch.NewDisposeScope();

@@ -65,15 +65,7 @@ public sealed class MatmulAttentionTests
             mask[2, ..2] = torch.tensor(0L); // left padding in one row, right padding in another
         }
 
-        (Tensor, Tensor)[]? prefixes = null;
-        if (prefix)
-        {
-            torch.manual_seed(5);
-            prefixes = Enumerable.Range(0, config.NumHiddenLayers)
-                .Select(_ => (torch.randn(1, config.KeyValueHeadCount, 4, config.HeadDimension), torch.randn(1, config.KeyValueHeadCount, 4, config.HeadDimension)))
-                .ToArray();
-        }
-
+        var prefixes = prefix ? RandomPrefix(config, batch: 1, length: 4, seed: 5) : null;
         var input = new LlamaInput
         {
             InputIds = ids,
