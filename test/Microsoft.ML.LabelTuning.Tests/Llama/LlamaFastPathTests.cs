@@ -114,11 +114,8 @@ public sealed class LlamaFastPathTests
         var config = model.Config;
         var (batch, tokens, prefixLength) = (3, 7, 4);
         var ids = RandomIds(batch, tokens, config.VocabSize, seed: 11);
-        torch.manual_seed(7);
-        var keys = Enumerable.Range(0, config.NumHiddenLayers)
-            .Select(_ => (torch.randn(batch, config.KeyValueHeadCount, prefixLength, config.HeadDimension), torch.randn(batch, config.KeyValueHeadCount, prefixLength, config.HeadDimension)))
-            .ToArray();
-        (Tensor Key, Tensor Value)[] Leaves() => keys.Select(kv => (kv.Item1.clone().requires_grad_(), kv.Item2.clone().requires_grad_())).ToArray();
+        var keys = RandomPrefix(config, batch, prefixLength, seed: 7);
+        (Tensor Key, Tensor Value)[] Leaves() => keys.Select(kv => (kv.Key.clone().requires_grad_(), kv.Value.clone().requires_grad_())).ToArray();
 
         // No padding and no cache (an all-ones mask is dropped): the mask built for the prefix.
         var prefix = Leaves();

@@ -16,9 +16,7 @@ public sealed class LlamaLeakTests
         using var optimizer = torch.optim.AdamW(model.parameters(), lr: 1e-3);
         var ids = RandomIds(2, 7, config.VocabSize, seed: 1);
         var mask = torch.tensor(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0 }).view(2, 7);
-        var prefix = Enumerable.Range(0, config.NumHiddenLayers)
-            .Select(_ => (torch.randn(1, config.KeyValueHeadCount, 2, config.HeadDimension), torch.randn(1, config.KeyValueHeadCount, 2, config.HeadDimension)))
-            .ToList();
+        var prefix = RandomPrefix(config, batch: 1, length: 2);
 
         float Step()
         {

@@ -41,7 +41,7 @@ internal static class LlamaTesting
     /// <summary>Random per-layer prefix keys and values, each [batch, KvHeads, length, Dh].</summary>
     public static List<(Tensor Key, Tensor Value)> RandomPrefix(LlamaConfig config, long batch, long length, int seed = 99)
     {
-        var generator = new Generator((ulong)seed);
+        using var generator = new Generator((ulong)seed);
         return Enumerable.Range(0, config.NumHiddenLayers)
             .Select(_ => (
                 torch.randn([batch, config.KeyValueHeadCount, length, config.HeadDimension], generator: generator),
@@ -61,6 +61,10 @@ internal static class LlamaTesting
         var diff = MaxAbsDiff(expected, actual);
         Assert.IsTrue(diff <= tolerance, $"{what}: max |difference| {diff.ToString("G4", CultureInfo.InvariantCulture)} exceeds {tolerance}.");
     }
+
+    /// <summary>Within <paramref name="tolerance"/>, relative to the largest magnitude of <paramref name="expected"/> where that exceeds 1.</summary>
+    public static void AssertCloseToScale(Tensor expected, Tensor actual, double tolerance, string what)
+        => AssertClose(expected, actual, tolerance * Math.Max(1, expected.abs().max().to(ScalarType.Float64).item<double>()), what);
 
     private static readonly List<string> _tempFolders = [];
 
