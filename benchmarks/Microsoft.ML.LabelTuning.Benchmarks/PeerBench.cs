@@ -221,12 +221,7 @@ internal static partial class PeerBench
                         turns[matmul] = Median(ours.Time(method, phase, runs, warmup: 2));
                     }
 
-                    if (!times.TryGetValue((method, phase), out var list))
-                    {
-                        times[(method, phase)] = list = [];
-                    }
-
-                    list.Add((turns[true], turns[false]));
+                    Add(times, (method, phase), (turns[true], turns[false]));
                 }
             }
         }
@@ -252,7 +247,7 @@ internal static partial class PeerBench
 
     private static void Pause() => Thread.Sleep(150); // lets the other side's OpenMP threads stop spinning
 
-    private static void Add(Dictionary<(string, string), List<double>> map, (string, string) key, double value)
+    private static void Add<T>(Dictionary<(string, string), List<T>> map, (string, string) key, T value)
     {
         if (!map.TryGetValue(key, out var list))
         {
